@@ -43,12 +43,14 @@ def as_coroutine(
     Coroutines pass through unchanged (the fast path). Futures must belong to
     *loop*; other awaitables (objects with ``__await__``) are wrapped.
     """
-    if type(obj) is types.CoroutineType or asyncio.iscoroutine(obj):
-        if inspect.isgenerator(obj):  # a legacy generator-based coroutine
-            raise TypeError(
-                f"{api}() got a generator ({describe(obj)}); generator-based coroutines "
-                "are not supported. Define the function with `async def`."
-            )
+    if type(obj) is types.CoroutineType:
+        return obj  # type: ignore[return-value]
+    if inspect.isgenerator(obj):  # 3.10/3.11 asyncio.iscoroutine() accepts these
+        raise TypeError(
+            f"{api}() got a generator ({describe(obj)}), which is not awaitable. "
+            "Define the function with `async def` and pass the coroutine it returns."
+        )
+    if asyncio.iscoroutine(obj):  # coroutines of other types (Cython, compiled)
         return obj  # type: ignore[return-value]
     if asyncio.isfuture(obj):
         fut_loop = obj.get_loop()  # type: ignore[attr-defined]
@@ -70,11 +72,6 @@ def as_coroutine(
         raise TypeError(
             f"{api}() got an async generator ({describe(obj)}), which is not awaitable. "
             "Iterate it with `async for` inside a coroutine, and pass that coroutine."
-        )
-    if inspect.isgenerator(obj):
-        raise TypeError(
-            f"{api}() got a generator ({describe(obj)}), which is not awaitable. "
-            "Define the function with `async def` and pass the coroutine it returns."
         )
     if inspect.isasyncgenfunction(obj):
         raise TypeError(

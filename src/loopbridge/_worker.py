@@ -19,7 +19,9 @@ import math
 import os
 import sys
 import threading
+import time
 import warnings
+import types
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
@@ -239,6 +241,8 @@ class WorkerLoop:
         self._inflight: set[_Call] = set()
         self._generation = 0
         self._death: str | None = None
+        # id(loop) -> why it is being finalised, while it is
+        self._closing_loops: dict[int, str] = {}
         _all_workers.add(self)
 
     # -- public state -------------------------------------------------------
@@ -344,7 +348,9 @@ class WorkerLoop:
                 return
         if thread is None or threading.get_ident() == thread.ident:
             return  # already closed, or called on the loop itself: the thread finishes it
-        thread.join(wait)
+        # Finalising is bounded by shutdown_timeout; the margin covers the
+        # thread's own start-up of it.
+        thread.join(self.shutdown_timeout + 1.0 if timeout is None else wait)
         if thread.is_alive():
             _warn(
                 f"worker loop {self.name!r} did not finish closing within {wait}s: "
@@ -391,7 +397,7 @@ class WorkerLoop:
             ...
             value = fut.result(timeout=10)
         """
-        loop = self._loop_for_call()
+        loop = self._loop_for_call(awaitable)
         coro = as_coroutine(awaitable, loop, "submit")
         fut: _BridgeFuture[T] = _BridgeFuture()
         fut._worker = self
@@ -405,7 +411,7 @@ class WorkerLoop:
         __tracebackhide__ = True
         if timeout is not None:
             timeout = _check_seconds(timeout, "timeout", allow_none=True)
-        loop = self._loop_for_call()
+        loop = self._loop_for_call(awaitable)
         coro = as_coroutine(awaitable, loop, api)
         me = threading.get_ident()
         if me == self._thread_id:
@@ -553,10 +559,23 @@ class WorkerLoop:
             task.add_done_callback(functools.partial(self._task_done, call))
 
     def _task_done(self, call: _Call, task: asyncio.Task[Any]) -> None:
-        try:
-            call.value = task.result()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller as it is
-            call.exc = exc
+        if task.cancelled():
+            try:
+                task.result()  # the CancelledError, with its message
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller as it is
+                call.exc = exc
+            reason = self._closing_loops.get(id(call.loop))
+            if reason is not None and not call.cancel_delivered:
+                # Cancelled by close() or a dying loop, not by its caller: say so.
+                closed = WorkerClosedError(f"{reason} while this call was waiting on it.")
+                closed.__cause__ = call.exc
+                call.exc = closed
+        else:
+            # exception() rather than result(): re-raising here would add a
+            # frame of ours to the coroutine's traceback.
+            call.exc = task.exception()
+            if call.exc is None:
+                call.value = task.result()
         if not _TASK_CONTEXT and call.coro is not None:
             call.coro.close()  # 3.10: the task may have been cancelled before it began
         self._finish(call)
@@ -600,7 +619,12 @@ class WorkerLoop:
 
     # -- thread and loop life cycle ---------------------------------------------
 
-    def _loop_for_call(self) -> asyncio.AbstractEventLoop:
+    def _loop_for_call(self, refused: object = None) -> asyncio.AbstractEventLoop:
+        """The running loop, started or revived as needed.
+
+        *refused* is the caller's awaitable: a coroutine is closed if the call is
+        refused, so Python does not add a "never awaited" warning to the error.
+        """
         if self._state == _RUNNING:  # the hot path: no lock
             return self._loop  # type: ignore[return-value]
         with self._lock:
@@ -608,6 +632,8 @@ class WorkerLoop:
             if state == _RUNNING:
                 return self._loop  # type: ignore[return-value]
             if state in (_CLOSING, _CLOSED):
+                if isinstance(refused, types.CoroutineType):
+                    refused.close()
                 raise WorkerClosedError(
                     f"worker loop {self.name!r} is closed; create a new WorkerLoop "
                     "(module-level loopbridge.run_sync() starts a new default worker "
@@ -695,17 +721,31 @@ class WorkerLoop:
             died = f"its event loop failed with {exc!r}"
             log.exception("worker loop %r failed", self.name)
         finally:
+            if died:
+                # From now on new calls start a fresh loop instead of landing on
+                # this one while it is being finalised.
+                with self._lock:
+                    if self._loop is loop and self._state == _RUNNING:
+                        self._state = _DEAD
+                        self._death = died
             self._finalize(loop, died)
             with _edges_lock:
                 _worker_threads.discard(me)
 
     def _finalize(self, loop: asyncio.AbstractEventLoop, died: str | None) -> None:
-        """Close *loop* in order, as asyncio.run does, bounded in time."""
-        budget = self.shutdown_timeout
+        """Close *loop* in order, as asyncio.run does, within ``shutdown_timeout``."""
+        reason = (
+            f"worker loop {self.name!r} {died}" if died else f"worker loop {self.name!r} was closed"
+        )
+        self._closing_loops[id(loop)] = reason
         try:
-            self._cancel_all_tasks(loop, budget)
-            _run_bounded(loop, loop.shutdown_asyncgens(), budget / 2)
-            _run_bounded(loop, loop.shutdown_default_executor(), budget / 2)
+            budget = self.shutdown_timeout
+            deadline = time.monotonic() + budget
+            self._cancel_all_tasks(loop, budget * 0.6)
+            remaining = max(deadline - time.monotonic(), 0.0)
+            _run_bounded(loop, loop.shutdown_asyncgens(), remaining / 2)
+            remaining = max(deadline - time.monotonic(), 0.0)
+            _run_bounded(loop, loop.shutdown_default_executor(), remaining)
         except BaseException:  # noqa: BLE001
             log.exception("error while closing worker loop %r", self.name)
         finally:
@@ -715,19 +755,17 @@ class WorkerLoop:
                 log.exception("error while closing worker loop %r", self.name)
             asyncio.set_event_loop(None)
             with self._lock:
-                if self._loop is loop:
-                    self._state = _DEAD if died and self._state == _RUNNING else _CLOSED
-                    self._death = died
-            reason = (
-                f"worker loop {self.name!r} {died}" if died else f"worker loop {self.name!r} was closed"
-            )
-            # Anything still waiting was either never started or lost with the
-            # loop: fail it rather than leave its caller waiting forever.
+                if self._loop is loop and self._state == _CLOSING:
+                    self._state = _CLOSED
+            # Anything of this loop still waiting was either never started or
+            # lost with the loop: fail it rather than leave its caller waiting.
             for call in list(self._inflight):
-                if call.coro is not None:
-                    call.coro.close()
-                call.exc = WorkerClosedError(f"{reason} while this call was waiting on it.")
-                self._finish(call)
+                if call.loop is loop:
+                    if call.coro is not None:
+                        call.coro.close()
+                    call.exc = WorkerClosedError(f"{reason} while this call was waiting on it.")
+                    self._finish(call)
+            del self._closing_loops[id(loop)]
 
     def _cancel_all_tasks(self, loop: asyncio.AbstractEventLoop, budget: float) -> None:
         deadline = loop.time() + budget

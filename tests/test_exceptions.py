@@ -1,0 +1,96 @@
+"""5. Exceptions keep their type and frames; BaseExceptions do not kill the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+
+import pytest
+
+import loopbridge
+
+
+class AppError(Exception):
+    pass
+
+
+async def level_two() -> None:
+    await asyncio.sleep(0)
+    raise AppError("deep")
+
+
+async def level_one() -> None:
+    await level_two()
+
+
+def test_exception_type_message_and_coroutine_frames(worker: loopbridge.WorkerLoop) -> None:
+    with pytest.raises(AppError, match="deep") as info:
+        worker.run_sync(level_one(), timeout=5)
+    frames = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
+    assert frames[-2:] == ["level_one", "level_two"]
+    # no asyncio internals, one bridge frame at most (the run_sync call itself)
+    files = [f.filename for f in traceback.extract_tb(info.value.__traceback__)]
+    assert not any("asyncio" in f for f in files)
+    assert sum("loopbridge" in f for f in files) <= 1
+
+
+def test_module_run_sync_traceback_is_as_short(worker: loopbridge.WorkerLoop) -> None:
+    with pytest.raises(AppError) as info:
+        loopbridge.run_sync(level_one(), timeout=5)
+    names = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
+    assert names[-3:] == ["run_sync", "level_one", "level_two"]
+
+
+def test_chained_exceptions_survive(worker: loopbridge.WorkerLoop) -> None:
+    async def chained() -> None:
+        try:
+            raise KeyError("inner")
+        except KeyError as e:
+            raise AppError("outer") from e
+
+    with pytest.raises(AppError) as info:
+        worker.run_sync(chained(), timeout=5)
+    assert isinstance(info.value.__cause__, KeyError)
+
+
+@pytest.mark.parametrize("exc_type", [SystemExit, KeyboardInterrupt, GeneratorExit])
+def test_base_exception_reaches_caller_and_worker_survives(
+    worker: loopbridge.WorkerLoop, exc_type: type[BaseException]
+) -> None:
+    async def raises() -> None:
+        await asyncio.sleep(0)
+        raise exc_type("from user code")
+
+    async def raises_at_once() -> None:
+        raise exc_type("before the first await")
+
+    loop_before = worker.loop
+    for coro in (raises(), raises_at_once()):
+        with pytest.raises(exc_type):
+            worker.run_sync(coro, timeout=5)
+        assert worker.is_running
+        assert worker.loop is loop_before  # the same loop, not a restarted one
+        assert worker.run_sync(asyncio.sleep(0, "alive"), timeout=5) == "alive"
+
+
+def test_base_exception_through_submit(worker: loopbridge.WorkerLoop) -> None:
+    async def raises() -> None:
+        await asyncio.sleep(0)
+        raise SystemExit(3)
+
+    fut = worker.submit(raises())
+    with pytest.raises(SystemExit):
+        fut.result(timeout=5)
+    assert worker.run_sync(asyncio.sleep(0, "alive"), timeout=5) == "alive"
+
+
+def test_exceptions_are_not_reported_as_never_retrieved(
+    worker: loopbridge.WorkerLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gc
+
+    for _ in range(5):
+        with pytest.raises(AppError):
+            worker.run_sync(level_one(), timeout=5)
+    gc.collect()
+    assert "never retrieved" not in caplog.text
