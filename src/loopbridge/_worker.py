@@ -429,13 +429,14 @@ class WorkerLoop:
         lock.acquire()
         # The wait edge goes in before scheduling: the coroutine may call back at once.
         edge = me in _worker_threads and self._add_wait_edge(me, coro, api)
+        watch = _calling_task() if _TASK_CONTEXT else None
         try:
             call = self._schedule(loop, coro, ctx, lock, None)
             try:
-                if timeout is None:
-                    done = lock.acquire()
+                if watch is None:
+                    done = lock.acquire(True, -1 if timeout is None else timeout)
                 else:
-                    done = lock.acquire(True, timeout)
+                    done = _wait_watching(lock, timeout, *watch)
             except BaseException:
                 # KeyboardInterrupt from Ctrl-C / "Interrupt kernel", or another
                 # asynchronous exception: the work must not be left running.
@@ -799,6 +800,40 @@ class WorkerLoop:
         self._loop = None
         self._thread = None
         self._thread_id = None
+
+
+def _calling_task() -> tuple[asyncio.Task[Any], int] | None:
+    """The task of the loop running in this thread, and its cancel count (3.11+)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop in this thread: the common script case
+        return None
+    return None if task is None else (task, task.cancelling())
+
+
+def _wait_watching(
+    lock: threading.Lock, timeout: float | None, task: asyncio.Task[Any], base: int
+) -> bool:
+    """Wait for *lock* while also noticing that the calling task was cancelled.
+
+    Under ``asyncio.run`` (3.11+) the first Ctrl-C does not raise: its handler
+    cancels the main task, which cannot take effect while that task's thread
+    blocks here. Seeing the cancel count rise, raise ``CancelledError`` so the
+    interrupt cancels our work too (and asyncio.run turns it into
+    ``KeyboardInterrupt`` as usual).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        slice_ = _WATCH_SLICE if deadline is None else min(_WATCH_SLICE, deadline - time.monotonic())
+        if lock.acquire(True, max(slice_, 0.0)):
+            return True
+        if task.cancelling() > base:
+            raise asyncio.CancelledError("the calling task was cancelled")
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+
+
+_WATCH_SLICE = 0.05
 
 
 def _run_bounded(loop: asyncio.AbstractEventLoop, aw: Awaitable[Any], timeout: float | None) -> None:

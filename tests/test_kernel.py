@@ -1,0 +1,109 @@
+"""The bridge in a real Jupyter kernel (ipykernel started with jupyter_client)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.kernel import Kernel, running_kernel
+
+pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Iterator[Kernel]:
+    with running_kernel() as k:
+        k.ok("import asyncio, threading, loopbridge")
+        yield k
+
+
+def test_cell_runs_inside_the_kernels_running_loop(kernel: Kernel) -> None:
+    res = kernel.ok(
+        "loop = asyncio.get_running_loop()\n"
+        "print(loop.is_running(), threading.current_thread().name)"
+    )
+    assert res.stdout.strip() == "True MainThread"
+
+
+def test_asyncio_run_fails_where_run_sync_works(kernel: Kernel) -> None:
+    kernel.ok("async def fetch(x):\n    await asyncio.sleep(0.01)\n    return x * 2")
+    failed = kernel.execute("asyncio.run(fetch(1))")
+    assert failed.ename == "RuntimeError"
+    assert "cannot be called from a running event loop" in failed.error["evalue"]  # type: ignore[index]
+    res = kernel.ok("print(loopbridge.run_sync(fetch(21), timeout=10))")
+    assert res.stdout.strip() == "42"
+
+
+def test_loop_bound_objects_survive_between_cells(kernel: Kernel) -> None:
+    kernel.ok(
+        "async def make():\n"
+        "    q = asyncio.Queue()\n"
+        "    await q.put('first')\n"
+        "    return q, asyncio.get_running_loop()\n"
+        "q, worker_loop = loopbridge.run_sync(make(), timeout=10)"
+    )
+    res = kernel.ok(
+        "async def use():\n"
+        "    await q.put('second')\n"
+        "    return [await q.get(), await q.get()], asyncio.get_running_loop() is worker_loop\n"
+        "print(loopbridge.run_sync(use(), timeout=10))"
+    )
+    assert res.stdout.strip() == "(['first', 'second'], True)"
+
+
+def test_interrupt_kernel_cancels_the_remote_task(kernel: Kernel) -> None:
+    kernel.ok(
+        "events = []\n"
+        "async def long_job():\n"
+        "    events.append('started')\n"
+        "    try:\n"
+        "        await asyncio.sleep(3600)\n"
+        "    except asyncio.CancelledError:\n"
+        "        events.append('cancelled')\n"
+        "        raise\n"
+        "    finally:\n"
+        "        await asyncio.sleep(0.05)\n"
+        "        events.append('cleanup done')\n"
+    )
+    res = kernel.execute("loopbridge.run_sync(long_job())", timeout=30, interrupt_after=1.5)
+    assert res.ename == "KeyboardInterrupt", res
+    after = kernel.ok(
+        "async def others():\n"
+        "    return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]\n"
+        "print(events, loopbridge.run_sync(others(), timeout=10))"
+    )
+    assert after.stdout.strip() == "['started', 'cancelled', 'cleanup done'] []"
+
+
+def test_timeout_in_a_cell(kernel: Kernel) -> None:
+    res = kernel.execute("loopbridge.run_sync(asyncio.sleep(10), timeout=0.2)")
+    assert res.ename == "TimeoutError"
+    assert kernel.ok("print(loopbridge.run_sync(asyncio.sleep(0, 'ok')))").stdout.strip() == "ok"
+
+
+def test_deadlock_in_a_cell_is_an_error_not_a_hang(kernel: Kernel) -> None:
+    res = kernel.execute(
+        "async def inner():\n"
+        "    return loopbridge.run_sync(asyncio.sleep(0))\n"
+        "loopbridge.run_sync(inner(), timeout=10)"
+    )
+    assert res.ename == "DeadlockError"
+
+
+def test_object_from_top_level_await_is_diagnosed(kernel: Kernel) -> None:
+    # An Event bound to the kernel's loop by a waiter created with top-level await ...
+    kernel.ok(
+        "ev = asyncio.Event()\n"
+        "waiter = asyncio.ensure_future(ev.wait())\n"
+        "await asyncio.sleep(0)"
+    )
+    # ... then used through the bridge, on the worker loop.
+    res = kernel.execute("loopbridge.run_sync(ev.wait(), timeout=5)")
+    assert res.ename == "RuntimeError"
+    text = res.traceback_text
+    assert "bound to a different event loop" in text
+    assert "loopbridge: this code ran on loopbridge's worker loop 'default'" in text
+    assert "most likely the Jupyter kernel's loop" in text
+    assert "run_sync(make_client())" in text
+    kernel.ok("ev.set(); await waiter")
