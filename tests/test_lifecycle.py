@@ -148,6 +148,10 @@ def test_clean_exit_with_pending_work_no_destroyed_pending_warning() -> None:
 
         loopbridge.run_sync(spawn(), timeout=5)
         loopbridge.submit(forever("submitted"))
+        loopbridge.run_sync(asyncio.sleep(0.05))  # it has started by now
+        # Submitted at the last moment: it may be cancelled before it starts (then
+        # its body never runs, as with asyncio.run), but never warned about.
+        loopbridge.submit(forever("last-moment"))
         print("exiting", flush=True)
         """
     )

@@ -452,7 +452,7 @@ class WorkerLoop:
                     cause = call.exc if not isinstance(call.exc, asyncio.CancelledError) else None
                     call.exc = BridgeTimeoutError(
                         f"{api}() timed out after {timeout}s waiting for "
-                        f"{_coro_name(call.task or coro)}; the task was cancelled on worker "
+                        f"{_coro_name(coro)}; the task was cancelled on worker "
                         f"loop {self.name!r}."
                     )
                     call.exc.__cause__ = cause
@@ -849,6 +849,9 @@ def _run_bounded(loop: asyncio.AbstractEventLoop, aw: Awaitable[Any], timeout: f
 def _coro_name(obj: object) -> str:
     if isinstance(obj, asyncio.Task):
         obj = obj.get_coro()
+    frame = getattr(obj, "cr_frame", None)
+    if frame is not None and frame.f_code is _run_capturing_context.__code__:
+        obj = frame.f_locals.get("coro", obj)  # 3.10: name the user's coroutine
     name = getattr(obj, "__qualname__", None) or type(obj).__name__
     return f"{name}()" if obj is not None else "the coroutine"
 

@@ -1,0 +1,56 @@
+# Developer entry points. Each creates what it needs; nothing has to be installed first
+# except a Python >= 3.10 (PYTHON, default python3).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+# Core test matrix: every CPython 3.10-3.13 found under pyenv or on PATH.
+MATRIX ?= 3.10 3.11 3.12 3.13
+
+.PHONY: help demo test lint format typecheck bench bench-quick matrix check clean
+
+help:
+	@echo "make demo        run python -m loopbridge demo"
+	@echo "make test        the full test suite (real kernel, Redis, PostgreSQL, aiohttp)"
+	@echo "make lint        ruff check + ruff format --check"
+	@echo "make typecheck   mypy --strict on src/ and the typing test file"
+	@echo "make bench       benchmarks/bridge_latency.py (about 3 minutes)"
+	@echo "make matrix      core tests on Python $(MATRIX)"
+	@echo "make check       lint + typecheck + test + matrix (what CI runs)"
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/python -m loopbridge demo
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: $(BIN)/.installed
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
+	$(BIN)/mypy --strict tests/typing_check.py
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/bridge_latency.py
+
+bench-quick: $(BIN)/.installed
+	$(BIN)/python benchmarks/bridge_latency.py --quick
+
+matrix:
+	@bash scripts/matrix.sh $(MATRIX)
+
+check: lint typecheck test matrix
+
+clean:
+	rm -rf $(VENV) .venv-3.* .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info
