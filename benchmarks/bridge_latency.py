@@ -181,7 +181,7 @@ def measure(names: list[str], rounds: int, per_round: int) -> dict[str, list[flo
     samples: dict[str, list[float]] = {name: [] for name in calls}
 
     async def in_loop() -> None:
-        for name, (call, where) in calls.items():  # warm-up
+        for call, where in calls.values():  # warm-up
             (_time_calls if where == "loop" else _in_plain_thread)(call, max(per_round // 5, 20))
         for _ in range(rounds):
             for name, (call, where) in calls.items():
@@ -240,7 +240,9 @@ def _versions() -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="a short smoke run")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--per-round", type=int, default=None)
@@ -249,8 +251,10 @@ def main() -> None:
     args = ap.parse_args()
     rounds = args.rounds or (3 if args.quick else 10)
     per_round = args.per_round or (300 if args.quick else 2000)
-    mem_calls = args.memory_calls if args.memory_calls is not None else (
-        20_000 if args.quick else 1_000_000
+    mem_calls = (
+        args.memory_calls
+        if args.memory_calls is not None
+        else (20_000 if args.quick else 1_000_000)
     )
 
     if args.child:
@@ -264,14 +268,29 @@ def main() -> None:
     # slow peers get fewer calls per round so the run stays short; medians are still stable
     samples = measure([n for n in names if n not in slow], rounds, per_round)
     samples.update(
-        {k: v for k, v in measure(["thread ping-pong (floor)", *slow], rounds, per_round // 10).items()
-         if k in slow}
+        {
+            k: v
+            for k, v in measure(
+                ["thread ping-pong (floor)", *slow], rounds, per_round // 10
+            ).items()
+            if k in slow
+        }
     )
     for name in isolated:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", name, "--rounds", str(rounds),
-             "--per-round", str(per_round)],
-            capture_output=True, text=True, timeout=600,
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                name,
+                "--rounds",
+                str(rounds),
+                "--per-round",
+                str(per_round),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         if out.returncode == 0 and out.stdout.strip():
             child = json.loads(out.stdout.strip().splitlines()[-1])
@@ -282,11 +301,19 @@ def main() -> None:
                 samples[name] = [s * main_floor / own_floor for s in child[name]]
 
     floor_med = summarize(samples["thread ping-pong (floor)"])[0]
-    rcts_med = summarize(samples["run_coroutine_threadsafe"])[0] if "run_coroutine_threadsafe" in samples else None
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
-          f"{platform.release()}; {_versions()}")
-    print(f"{rounds} interleaved rounds x {per_round} calls (slow peers x {per_round // 10}); "
-          "a trivial coroutine per call\n")
+    rcts_med = (
+        summarize(samples["run_coroutine_threadsafe"])[0]
+        if "run_coroutine_threadsafe" in samples
+        else None
+    )
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
+        f"{platform.release()}; {_versions()}"
+    )
+    print(
+        f"{rounds} interleaved rounds x {per_round} calls (slow peers x {per_round // 10}); "
+        "a trivial coroutine per call\n"
+    )
     print(f"| {'method':<38} | {'median':>9} | {'p99':>9} | {'x floor':>7} | note")
     print(f"|{'-' * 40}|{'-' * 11}|{'-' * 11}|{'-' * 9}|------")
     for name, *_rest in METHODS:
@@ -295,7 +322,8 @@ def main() -> None:
             continue
         med, p99 = summarize(samples[name])
         note = next(m[3] for m in METHODS if m[0] == name)
-        print(f"| {name:<38} | {med * 1e6:7.1f}us | {p99 * 1e6:7.1f}us | {med / floor_med:6.2f}x | {note}")
+        ratio = med / floor_med
+        print(f"| {name:<38} | {med * 1e6:7.1f}us | {p99 * 1e6:7.1f}us | {ratio:6.2f}x | {note}")
     print("\n* called from a plain thread: this peer cannot be called where a loop is running.")
     lb_med = summarize(samples["loopbridge.run_sync"])[0]
     if rcts_med:
@@ -309,8 +337,10 @@ def main() -> None:
     print(f"\n10,000 concurrent asyncio.sleep(0.01) via submit(), all awaited: {took:.3f}s")
     try:
         base, growth, elapsed = memory_check(mem_calls)
-        print(f"RSS over {mem_calls:,} run_sync calls: {base:.1f} MiB at start, "
-              f"{growth:+.2f} MiB growth ({elapsed:.1f}s, {elapsed / mem_calls * 1e6:.1f}us/call)")
+        print(
+            f"RSS over {mem_calls:,} run_sync calls: {base:.1f} MiB at start, "
+            f"{growth:+.2f} MiB growth ({elapsed:.1f}s, {elapsed / mem_calls * 1e6:.1f}us/call)"
+        )
     except ImportError:
         print("memory check skipped: pip install psutil")
 

@@ -38,7 +38,9 @@ class Kernel:
     kc: Any
     history: list[CellResult] = field(default_factory=list)
 
-    def execute(self, code: str, timeout: float = 30, interrupt_after: float | None = None) -> CellResult:
+    def execute(
+        self, code: str, timeout: float = 30, interrupt_after: float | None = None
+    ) -> CellResult:
         """Run one cell; optionally press "Interrupt kernel" after some seconds."""
         msg_id = self.kc.execute(code)
         res = CellResult()

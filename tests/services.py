@@ -8,7 +8,9 @@ import socket
 import pytest
 
 REDIS_URL = os.environ.get("LOOPBRIDGE_TEST_REDIS", "redis://127.0.0.1:6379/0")
-POSTGRES_DSN = os.environ.get("LOOPBRIDGE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_DSN = os.environ.get(
+    "LOOPBRIDGE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 def require_port(host: str, port: int, what: str) -> None:

@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from tests.services import POSTGRES_DSN, REDIS_URL, require_port
 
 import loopbridge
-from tests.services import POSTGRES_DSN, REDIS_URL, require_port
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(60)]
 
@@ -83,6 +83,7 @@ def test_redis_client_from_a_fresh_loop_is_explained(worker: loopbridge.WorkerLo
 def pg_pool(worker: loopbridge.WorkerLoop) -> Iterator[Any]:
     require_port("127.0.0.1", 5432, "PostgreSQL")
     asyncpg = pytest.importorskip("asyncpg")
+
     # create_pool() builds the Pool in the calling thread (it looks up the loop
     # there), so it has to be made inside a coroutine that runs on the worker.
     async def make() -> Any:
@@ -115,7 +116,9 @@ def test_asyncpg_pool_reused_across_calls_and_threads(
             return int(await conn.fetchval("select $1::int * 2", i))
 
     with ThreadPoolExecutor(6) as pool:
-        results = list(pool.map(lambda i: worker.run_sync(in_transaction(i), timeout=10), range(30)))
+        results = list(
+            pool.map(lambda i: worker.run_sync(in_transaction(i), timeout=10), range(30))
+        )
     assert results == [i * 2 for i in range(30)]
 
 
@@ -155,7 +158,9 @@ def http_server(worker: loopbridge.WorkerLoop) -> Iterator[str]:
         server_loop.run_sync(runner.cleanup(), timeout=10)
 
 
-def test_aiohttp_session_reused_across_calls(worker: loopbridge.WorkerLoop, http_server: str) -> None:
+def test_aiohttp_session_reused_across_calls(
+    worker: loopbridge.WorkerLoop, http_server: str
+) -> None:
     aiohttp = pytest.importorskip("aiohttp")
 
     async def make() -> Any:
@@ -170,7 +175,9 @@ def test_aiohttp_session_reused_across_calls(worker: loopbridge.WorkerLoop, http
     try:
         first = worker.run_sync(get_json("/a"), timeout=10)
         with ThreadPoolExecutor(4) as pool:
-            rest = list(pool.map(lambda i: worker.run_sync(get_json(f"/p{i}"), timeout=10), range(12)))
+            rest = list(
+                pool.map(lambda i: worker.run_sync(get_json(f"/p{i}"), timeout=10), range(12))
+            )
         assert first["path"] == "/a"
         assert sorted(r["path"] for r in rest) == sorted(f"/p{i}" for i in range(12))
         assert max(r["hit"] for r in rest) == 13

@@ -65,7 +65,9 @@ def test_two_worker_loops_waiting_on_each_other() -> None:
         async def on_a() -> int:
             return b.run_sync(on_b())  # A's thread -> B
 
-        with pytest.raises(loopbridge.DeadlockError, match="'a'.*blocked waiting for worker loop 'b'"):
+        with pytest.raises(
+            loopbridge.DeadlockError, match=r"'a'.*blocked waiting for worker loop 'b'"
+        ):
             a.run_sync(on_a(), timeout=5)
         assert a.run_sync(nothing(), timeout=5) == 1
         assert b.run_sync(nothing(), timeout=5) == 1

@@ -33,7 +33,11 @@ class AsyncCallable:
 @pytest.mark.parametrize(
     ("bad", "match"),
     [
-        (fetch, r"coroutine function .*fetch.*Did you forget to call it\? Use run_sync\(fetch\(\.\.\.\)\)"),
+        (
+            fetch,
+            r"coroutine function .*fetch.*Did you forget to call it\? "
+            r"Use run_sync\(fetch\(\.\.\.\)\)",
+        ),
         (functools.partial(fetch, 1), r"coroutine function .*Did you forget to call it"),
         (AsyncCallable(), r"coroutine function .*Did you forget to call it"),
         (42, r"expects a coroutine or another awaitable, got int: 42"),

@@ -10,7 +10,6 @@ import textwrap
 import time
 
 import pytest
-
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
@@ -128,8 +127,11 @@ def test_second_sigint_abandons_the_grace_wait() -> None:
         """
     )
     proc = subprocess.Popen(
-        [sys.executable, "-u", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, cwd=ROOT,
+        [sys.executable, "-u", "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     try:
         _wait_for_line(proc, "started")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from tests.kernel import Kernel, running_kernel
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
@@ -94,9 +93,7 @@ def test_deadlock_in_a_cell_is_an_error_not_a_hang(kernel: Kernel) -> None:
 def test_object_from_top_level_await_is_diagnosed(kernel: Kernel) -> None:
     # An Event bound to the kernel's loop by a waiter created with top-level await ...
     kernel.ok(
-        "ev = asyncio.Event()\n"
-        "waiter = asyncio.ensure_future(ev.wait())\n"
-        "await asyncio.sleep(0)"
+        "ev = asyncio.Event()\nwaiter = asyncio.ensure_future(ev.wait())\nawait asyncio.sleep(0)"
     )
     # ... then used through the bridge, on the worker loop.
     res = kernel.execute("loopbridge.run_sync(ev.wait(), timeout=5)")

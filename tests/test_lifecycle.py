@@ -8,9 +8,9 @@ import sys
 import threading
 
 import pytest
+from tests.conftest import run_script
 
 import loopbridge
-from tests.conftest import run_script
 
 
 async def value(v: object) -> object:
@@ -231,7 +231,8 @@ def test_fork_child_gets_a_fresh_worker() -> None:
             try:
                 child = loopbridge.run_sync(info(), timeout=5)
                 explicit = wl.run_sync(info(), timeout=5)
-                ok = child[0] == os.getpid() and child[1] != parent[1] and explicit[0] == os.getpid()
+                me = os.getpid()
+                ok = child[0] == me and child[1] != parent[1] and explicit[0] == me
                 os.write(w, b"ok" if ok else repr((child, parent)).encode())
             except BaseException as exc:
                 os.write(w, repr(exc).encode())
@@ -292,7 +293,9 @@ def test_stopped_loop_is_replaced_with_a_warning(worker: loopbridge.WorkerLoop) 
     assert worker.run_sync(stop_it(), timeout=5) == "stopped"
     worker.thread.join(5)  # type: ignore[union-attr]
     assert old.is_closed()
-    with pytest.warns(loopbridge.LoopBridgeWarning, match=r"'test' had its event loop stopped.*fresh"):
+    with pytest.warns(
+        loopbridge.LoopBridgeWarning, match=r"'test' had its event loop stopped.*fresh"
+    ):
         assert worker.run_sync(value("again"), timeout=5) == "again"
     assert worker.loop is not old and worker.is_running
     assert worker.thread is not None and worker.thread.name.startswith("loopbridge-test")

@@ -62,9 +62,11 @@ def test_cleanup_that_ignores_cancellation_is_bounded() -> None:
                     pass  # swallows every cancellation
 
         t0 = time.monotonic()
-        with pytest.warns(loopbridge.LoopBridgeWarning, match="cancelled but had not finished"):
-            with pytest.raises(TimeoutError):
-                wl.run_sync(stubborn(), timeout=0.1)
+        with (
+            pytest.warns(loopbridge.LoopBridgeWarning, match="cancelled but had not finished"),
+            pytest.raises(TimeoutError),
+        ):
+            wl.run_sync(stubborn(), timeout=0.1)
         assert time.monotonic() - t0 < 2  # timeout + grace, not forever
         release.set()
 

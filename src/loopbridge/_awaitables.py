@@ -44,16 +44,16 @@ def as_coroutine(
     *loop*; other awaitables (objects with ``__await__``) are wrapped.
     """
     if type(obj) is types.CoroutineType:
-        return obj  # type: ignore[return-value]
+        return obj
     if inspect.isgenerator(obj):  # 3.10/3.11 asyncio.iscoroutine() accepts these
         raise TypeError(
             f"{api}() got a generator ({describe(obj)}), which is not awaitable. "
             "Define the function with `async def` and pass the coroutine it returns."
         )
     if asyncio.iscoroutine(obj):  # coroutines of other types (Cython, compiled)
-        return obj  # type: ignore[return-value]
+        return obj
     if asyncio.isfuture(obj):
-        fut_loop = obj.get_loop()  # type: ignore[attr-defined]
+        fut_loop = obj.get_loop()
         if fut_loop is not loop:
             raise ValueError(
                 f"{api}() got {describe(obj)}, which is bound to event loop "
@@ -62,7 +62,7 @@ def as_coroutine(
                 "loop. A future can only be awaited on its own loop: pass the coroutine "
                 "that produces the result instead, or await the future on its loop."
             )
-        return _await_it(obj)  # type: ignore[arg-type]
+        return _await_it(obj)
     if isinstance(obj, concurrent.futures.Future):
         raise TypeError(
             f"{api}() got a concurrent.futures.Future ({describe(obj)}), which is not "
@@ -85,7 +85,7 @@ def as_coroutine(
             f"Did you forget to call it? Use {api}({name}(...)) instead of {api}({name})."
         )
     if inspect.isawaitable(obj):
-        return _await_it(obj)  # type: ignore[arg-type]
+        return _await_it(obj)
     hint = (
         " Did you call a sync function? Pass the coroutine of an `async def` function."
         if callable(obj)
@@ -100,5 +100,5 @@ def as_coroutine(
 def _is_coroutine_function(obj: object) -> bool:
     if inspect.iscoroutinefunction(obj):
         return True
-    call = getattr(type(obj), "__call__", None)
-    return call is not None and inspect.iscoroutinefunction(call)
+    # an instance whose class defines `async def __call__`
+    return callable(obj) and inspect.iscoroutinefunction(type(obj).__call__)

@@ -75,7 +75,10 @@ def scene_loop_bound_client(port: int) -> None:
 
     conn = loopbridge.run_sync(connect(), timeout=5)  # lives on the worker loop
     for word in ("hello", "from", "the", "bridge"):
-        _show(f"loopbridge.run_sync(ask(conn, {word!r}))", f"-> {loopbridge.run_sync(ask(conn, word), timeout=5)!r}")
+        _show(
+            f"loopbridge.run_sync(ask(conn, {word!r}))",
+            f"-> {loopbridge.run_sync(ask(conn, word), timeout=5)!r}",
+        )
     loopbridge.run_sync(_close(conn[1]), timeout=5)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import concurrent.futures
 import contextvars
 import functools
@@ -20,8 +21,8 @@ import os
 import sys
 import threading
 import time
-import warnings
 import types
+import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
@@ -126,12 +127,40 @@ def _strip_wrappers(exc: BaseException) -> BaseException:
     return exc.with_traceback(tb)
 
 
+class _Gen:
+    """One started loop of a worker, with its inbox of calls not yet started.
+
+    Calls go into the inbox and the loop is woken only if no wake-up is pending,
+    so a burst of calls from many threads costs one wake-up, not one each.
+    """
+
+    __slots__ = ("closed", "inbox", "lock", "loop", "swept", "wakeup_pending")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.inbox: collections.deque[_Call] = collections.deque()
+        self.wakeup_pending = False
+        self.closed = False  # set when finalising starts: nothing new starts
+        self.swept = False  # set when the in-flight calls were failed
+        self.lock = threading.Lock()  # only for calls racing with the sweep
+
+
 class _Call:
     """One hand-off: filled in on the loop thread, read by the caller after the lock."""
 
     __slots__ = (
-        "loop", "coro", "ctx", "ctx_out", "lock", "future", "task",
-        "value", "exc", "cancel_delivered", "finished",
+        "cancel_delivered",
+        "cancel_early",
+        "coro",
+        "ctx",
+        "ctx_out",
+        "exc",
+        "finished",
+        "future",
+        "lock",
+        "loop",
+        "task",
+        "value",
     )
 
     def __init__(
@@ -152,6 +181,7 @@ class _Call:
         self.value: Any = None
         self.exc: BaseException | None = None
         self.cancel_delivered = False
+        self.cancel_early = False  # cancel asked for before the task existed
         self.finished = False
 
 
@@ -236,6 +266,7 @@ class WorkerLoop:
         self._state = _CREATED
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._gen: _Gen | None = None
         self._thread: threading.Thread | None = None
         self._thread_id: int | None = None
         self._inflight: set[_Call] = set()
@@ -276,7 +307,7 @@ class WorkerLoop:
             wl = loopbridge.WorkerLoop()
             wl.loop.call_soon_threadsafe(print, "hello from", wl.thread_name)
         """
-        return self._loop_for_call()
+        return self._loop_for_call().loop
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -397,11 +428,11 @@ class WorkerLoop:
             ...
             value = fut.result(timeout=10)
         """
-        loop = self._loop_for_call(awaitable)
-        coro = as_coroutine(awaitable, loop, "submit")
+        gen = self._loop_for_call(awaitable)
+        coro = as_coroutine(awaitable, gen.loop, "submit")
         fut: _BridgeFuture[T] = _BridgeFuture()
         fut._worker = self
-        call = self._schedule(loop, coro, contextvars.copy_context(), None, fut)
+        call = self._schedule(gen, coro, contextvars.copy_context(), None, fut)
         fut.add_done_callback(functools.partial(self._future_done, call))
         return fut
 
@@ -411,8 +442,8 @@ class WorkerLoop:
         __tracebackhide__ = True
         if timeout is not None:
             timeout = _check_seconds(timeout, "timeout", allow_none=True)
-        loop = self._loop_for_call(awaitable)
-        coro = as_coroutine(awaitable, loop, api)
+        gen = self._loop_for_call(awaitable)
+        coro = as_coroutine(awaitable, gen.loop, api)
         me = threading.get_ident()
         if me == self._thread_id:
             coro.close()  # never started: close it so Python does not warn about it
@@ -431,7 +462,7 @@ class WorkerLoop:
         edge = me in _worker_threads and self._add_wait_edge(me, coro, api)
         watch = _calling_task() if _TASK_CONTEXT else None
         try:
-            call = self._schedule(loop, coro, ctx, lock, None)
+            call = self._schedule(gen, coro, ctx, lock, None)
             try:
                 if watch is None:
                     done = lock.acquire(True, -1 if timeout is None else timeout)
@@ -489,29 +520,40 @@ class WorkerLoop:
 
     def _schedule(
         self,
-        loop: asyncio.AbstractEventLoop,
+        gen: _Gen,
         coro: Coroutine[Any, Any, Any],
         ctx: contextvars.Context,
         lock: threading.Lock | None,
         future: _BridgeFuture[Any] | None,
     ) -> _Call:
-        call = _Call(loop, coro, ctx, lock, future)
-        # Registered before scheduling: a loop that closes before running the
-        # call will find it here and fail it, so no caller waits forever.
+        call = _Call(gen.loop, coro, ctx, lock, future)
+        # Registered before anything else: a loop that closes before starting
+        # the call finds it here and fails it, so no caller waits forever.
         self._inflight.add(call)
-        # On 3.11+ the task enters ctx itself, so the handle must not; on 3.10
-        # the handle enters ctx and the task copies it.
-        handle_ctx = contextvars.Context() if _TASK_CONTEXT else ctx
-        try:
-            loop.call_soon_threadsafe(self._start_call, call, context=handle_ctx)
-        except RuntimeError:  # the loop was closed between our check and now
-            self._inflight.discard(call)
-            coro.close()
-            raise WorkerClosedError(
-                f"worker loop {self.name!r} closed while this call was being made; "
-                "try again (the default worker restarts on its own)."
-            ) from None
+        gen.inbox.append(call)
+        if gen.closed:
+            self._refuse_if_swept(gen, call)
+        elif not gen.wakeup_pending:
+            gen.wakeup_pending = True
+            try:
+                gen.loop.call_soon_threadsafe(self._drain, gen, context=contextvars.Context())
+            except RuntimeError:  # closed between our check and now
+                self._refuse_if_swept(gen, call)
         return call
+
+    def _refuse_if_swept(self, gen: _Gen, call: _Call) -> None:
+        """The loop is closing: fail *call* now unless the final sweep will."""
+        with gen.lock:
+            if not gen.swept or call.finished:
+                return  # the sweep has not run yet: it will fail this call
+            call.finished = True
+            self._inflight.discard(call)
+        if call.coro is not None:
+            call.coro.close()
+        raise WorkerClosedError(
+            f"worker loop {self.name!r} closed while this call was being made; "
+            "try again (the default worker restarts on its own)."
+        )
 
     def _cancel_and_wait(self, call: _Call, why: str) -> None:
         try:
@@ -530,24 +572,36 @@ class WorkerLoop:
 
     # -- loop side (these run on the worker thread) -----------------------------
 
+    def _drain(self, gen: _Gen) -> None:
+        # Cleared before draining: a call appended from now on schedules a new
+        # drain if this one has already passed it, so none is left behind.
+        gen.wakeup_pending = False
+        inbox = gen.inbox
+        while inbox and not gen.closed:  # once closing, the final sweep fails them
+            self._start_call(inbox.popleft())
+
     def _start_call(self, call: _Call) -> None:
         loop = call.loop
         coro = call.coro
         assert coro is not None
         fut = call.future
-        if fut is not None and fut.cancelled():  # cancelled before it could start
-            coro.close()
+        if call.cancel_early or (fut is not None and fut.cancelled()):
+            coro.close()  # cancelled before it could start: it never runs
+            call.exc = asyncio.CancelledError()
             self._finish(call)
             return
         try:
             if _EAGER and loop.get_task_factory() is None:
                 task: asyncio.Task[Any] = asyncio.Task(
-                    coro, loop=loop, context=call.ctx, eager_start=True  # type: ignore[call-arg]
+                    coro,
+                    loop=loop,
+                    context=call.ctx,
+                    eager_start=True,  # type: ignore[call-arg]
                 )
             elif _TASK_CONTEXT:
                 task = loop.create_task(coro, context=call.ctx)  # type: ignore[call-arg,unused-ignore]
             else:
-                task = loop.create_task(_run_capturing_context(coro, call))
+                task = call.ctx.run(loop.create_task, _run_capturing_context(coro, call))
         except (KeyboardInterrupt, SystemExit) as exc:
             # Raised by the coroutine's eager first step: it belongs to the caller.
             call.exc = exc
@@ -582,17 +636,22 @@ class WorkerLoop:
         self._finish(call)
 
     def _finish(self, call: _Call) -> None:
-        if call.finished:
-            return
-        call.finished = True
+        if not call.finished:
+            call.finished = True
+            self._complete(call)
+
+    def _complete(self, call: _Call) -> None:
         call.coro = None
         self._inflight.discard(call)
         fut = call.future
         if fut is None:
             assert call.lock is not None
             call.lock.release()
-        elif not fut.cancelled():
-            task = call.task
+            return
+        # future -> its done-callback -> call -> future is a reference cycle:
+        # break it so finished calls are freed at once, not by the cyclic GC.
+        task, call.future, call.task = call.task, None, None
+        if not fut.cancelled():
             if task is not None and task.cancelled() and call.exc is not None:
                 fut.cancel()
                 fut.set_running_or_notify_cancel()
@@ -607,7 +666,10 @@ class WorkerLoop:
 
     def _cancel_call(self, call: _Call) -> None:
         task = call.task
-        if task is not None and not task.done():
+        if task is None:
+            call.cancel_early = not call.finished  # still in the inbox
+            call.cancel_delivered = call.cancel_early
+        elif not task.done():
             call.cancel_delivered = task.cancel()
 
     def _future_done(self, call: _Call, fut: concurrent.futures.Future[Any]) -> None:
@@ -620,18 +682,18 @@ class WorkerLoop:
 
     # -- thread and loop life cycle ---------------------------------------------
 
-    def _loop_for_call(self, refused: object = None) -> asyncio.AbstractEventLoop:
+    def _loop_for_call(self, refused: object = None) -> _Gen:
         """The running loop, started or revived as needed.
 
         *refused* is the caller's awaitable: a coroutine is closed if the call is
         refused, so Python does not add a "never awaited" warning to the error.
         """
         if self._state == _RUNNING:  # the hot path: no lock
-            return self._loop  # type: ignore[return-value]
+            return self._gen  # type: ignore[return-value]
         with self._lock:
             state = self._state
             if state == _RUNNING:
-                return self._loop  # type: ignore[return-value]
+                return self._gen  # type: ignore[return-value]
             if state in (_CLOSING, _CLOSED):
                 if isinstance(refused, types.CoroutineType):
                     refused.close()
@@ -650,13 +712,15 @@ class WorkerLoop:
                 log.debug("worker loop %r: fresh loop in forked child %d", self.name, os.getpid())
             return self._start_thread()
 
-    def _start_thread(self) -> asyncio.AbstractEventLoop:
+    def _start_thread(self) -> _Gen:
         # Called with self._lock held.
         started = threading.Event()
         box: list[Any] = []
         self._generation += 1
-        name = self.thread_name if self._generation == 1 else (
-            f"{self.thread_name}-{self._generation}"
+        name = (
+            self.thread_name
+            if self._generation == 1
+            else (f"{self.thread_name}-{self._generation}")
         )
         thread = threading.Thread(
             target=self._thread_main, args=(started, box), name=name, daemon=True
@@ -669,13 +733,14 @@ class WorkerLoop:
         result = box[0]
         if isinstance(result, BaseException):
             raise result
-        self._loop = result
+        self._gen = result
+        self._loop = result.loop
         self._thread = thread
         self._thread_id = thread.ident
         self._closing = False
         self._death = None
         self._state = _RUNNING
-        return result  # type: ignore[no-any-return]
+        return self._gen
 
     def _make_loop(self) -> asyncio.AbstractEventLoop:
         factory = self.loop_factory or asyncio.new_event_loop
@@ -701,7 +766,8 @@ class WorkerLoop:
             box.append(exc)
             started.set()
             return
-        box.append(loop)
+        gen = _Gen(loop)
+        box.append(gen)
         me = threading.get_ident()
         with _edges_lock:
             _worker_threads.add(me)
@@ -718,7 +784,7 @@ class WorkerLoop:
                 break
             if not self._closing:
                 died = "its event loop stopped (loop.stop() called by user code?)"
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             died = f"its event loop failed with {exc!r}"
             log.exception("worker loop %r failed", self.name)
         finally:
@@ -729,12 +795,14 @@ class WorkerLoop:
                     if self._loop is loop and self._state == _RUNNING:
                         self._state = _DEAD
                         self._death = died
-            self._finalize(loop, died)
+            self._finalize(gen, died)
             with _edges_lock:
                 _worker_threads.discard(me)
 
-    def _finalize(self, loop: asyncio.AbstractEventLoop, died: str | None) -> None:
-        """Close *loop* in order, as asyncio.run does, within ``shutdown_timeout``."""
+    def _finalize(self, gen: _Gen, died: str | None) -> None:
+        """Close the loop in order, as asyncio.run does, within ``shutdown_timeout``."""
+        loop = gen.loop
+        gen.closed = True  # from now on no new call starts on this loop
         reason = (
             f"worker loop {self.name!r} {died}" if died else f"worker loop {self.name!r} was closed"
         )
@@ -747,12 +815,12 @@ class WorkerLoop:
             _run_bounded(loop, loop.shutdown_asyncgens(), remaining / 2)
             remaining = max(deadline - time.monotonic(), 0.0)
             _run_bounded(loop, loop.shutdown_default_executor(), remaining)
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             log.exception("error while closing worker loop %r", self.name)
         finally:
             try:
                 loop.close()
-            except Exception:  # noqa: BLE001 - closing must not fail the finaliser
+            except Exception:
                 log.exception("error while closing worker loop %r", self.name)
             asyncio.set_event_loop(None)
             with self._lock:
@@ -760,12 +828,18 @@ class WorkerLoop:
                     self._state = _CLOSED
             # Anything of this loop still waiting was either never started or
             # lost with the loop: fail it rather than leave its caller waiting.
-            for call in list(self._inflight):
-                if call.loop is loop:
-                    if call.coro is not None:
-                        call.coro.close()
-                    call.exc = WorkerClosedError(f"{reason} while this call was waiting on it.")
-                    self._finish(call)
+            # Claimed under gen.lock (a racing _schedule checks it), completed
+            # outside it (a future's callbacks run user code).
+            with gen.lock:
+                gen.swept = True
+                claimed = [c for c in list(self._inflight) if c.loop is loop and not c.finished]
+                for call in claimed:
+                    call.finished = True
+            for call in claimed:
+                if call.coro is not None:
+                    call.coro.close()
+                call.exc = WorkerClosedError(f"{reason} while this call was waiting on it.")
+                self._complete(call)
             del self._closing_loops[id(loop)]
 
     def _cancel_all_tasks(self, loop: asyncio.AbstractEventLoop, budget: float) -> None:
@@ -786,8 +860,10 @@ class WorkerLoop:
                 task._log_destroy_pending = False  # type: ignore[attr-defined]
             _lingering.extend(stuck)
             log.warning(
-                "worker loop %r closed with %d task(s) that ignored cancellation for "
-                "%.1fs: %s", self.name, len(stuck), budget,
+                "worker loop %r closed with %d task(s) that ignored cancellation for %.1fs: %s",
+                self.name,
+                len(stuck),
+                budget,
                 ", ".join(_coro_name(t) for t in stuck[:5]),
             )
 
@@ -804,6 +880,8 @@ class WorkerLoop:
 
 def _calling_task() -> tuple[asyncio.Task[Any], int] | None:
     """The task of the loop running in this thread, and its cancel count (3.11+)."""
+    if sys.version_info < (3, 11):
+        return None
     try:
         task = asyncio.current_task()
     except RuntimeError:  # no running loop in this thread: the common script case
@@ -824,10 +902,12 @@ def _wait_watching(
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        slice_ = _WATCH_SLICE if deadline is None else min(_WATCH_SLICE, deadline - time.monotonic())
+        slice_ = (
+            _WATCH_SLICE if deadline is None else min(_WATCH_SLICE, deadline - time.monotonic())
+        )
         if lock.acquire(True, max(slice_, 0.0)):
             return True
-        if task.cancelling() > base:
+        if sys.version_info >= (3, 11) and task.cancelling() > base:
             raise asyncio.CancelledError("the calling task was cancelled")
         if deadline is not None and time.monotonic() >= deadline:
             return False
@@ -836,7 +916,9 @@ def _wait_watching(
 _WATCH_SLICE = 0.05
 
 
-def _run_bounded(loop: asyncio.AbstractEventLoop, aw: Awaitable[Any], timeout: float | None) -> None:
+def _run_bounded(
+    loop: asyncio.AbstractEventLoop, aw: Awaitable[Any], timeout: float | None
+) -> None:
     coro = asyncio.wait_for(aw, timeout) if timeout is not None else aw
     try:
         loop.run_until_complete(coro)
@@ -870,7 +952,7 @@ def _close_all_at_exit() -> None:
         if worker._state == _RUNNING:
             try:
                 worker.close()
-            except Exception:  # noqa: BLE001 - never fail interpreter exit
+            except Exception:
                 log.exception("error closing worker loop %r at exit", worker.name)
 
 

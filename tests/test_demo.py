@@ -1,0 +1,40 @@
+"""`python -m loopbridge demo` runs and shows each scene's outcome."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from tests.conftest import ROOT
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(sys.platform == "win32", reason="the Ctrl-C scene needs POSIX signals")
+def test_demo_runs_and_shows_every_scene() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "loopbridge", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "cannot be called from a running event loop" in out
+    assert "-> 42" in out
+    assert "-> 'BRIDGE'" in out
+    assert "TimeoutError after 0.2" in out and "finally ran" in out
+    assert "submitted: cancelled on the worker loop" in out
+    assert "run_sync: cancelled on the worker loop" in out
+    assert "tasks left on the worker loop" in out and out.count(" 0\n") >= 1
+    assert "DeadlockError" in out
+    assert proc.stderr == "", proc.stderr
+
+
+def test_cli_help() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "loopbridge", "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0
+    assert "demo" in proc.stdout
