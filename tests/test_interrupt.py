@@ -57,8 +57,7 @@ def call():
 """
 
 
-def _start(caller: str) -> subprocess.Popen[str]:
-    code = textwrap.dedent(SCRIPT).replace("{caller}", textwrap.dedent(caller))
+def _start(code: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-u", "-c", code],
         stdout=subprocess.PIPE,
@@ -84,7 +83,7 @@ def _wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 15) 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("caller", [PLAIN, INSIDE_LOOP], ids=["plain", "inside-running-loop"])
 def test_real_sigint_cancels_remote_task(caller: str) -> None:
-    proc = _start(caller)
+    proc = _start(textwrap.dedent(SCRIPT).replace("{caller}", textwrap.dedent(caller)))
     try:
         _wait_for_line(proc, "started")
         time.sleep(0.2)
@@ -126,13 +125,7 @@ def test_second_sigint_abandons_the_grace_wait() -> None:
             print("interrupted after %.1fs" % (time.monotonic() - t0), flush=True)
         """
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-u", "-c", code],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = _start(code)
     try:
         _wait_for_line(proc, "started")
         os.kill(proc.pid, signal.SIGINT)

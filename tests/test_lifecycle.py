@@ -6,11 +6,30 @@ import asyncio
 import os
 import sys
 import threading
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 from tests.conftest import run_script
 
 import loopbridge
+
+
+def _call_in_thread(
+    wl: loopbridge.WorkerLoop, coro: Coroutine[Any, Any, Any]
+) -> tuple[threading.Thread, list[BaseException]]:
+    """run_sync(coro) in a daemon thread; what it raises lands in the list."""
+    errors: list[BaseException] = []
+
+    def caller() -> None:
+        try:
+            wl.run_sync(coro)
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=caller, daemon=True)
+    t.start()
+    return t, errors
 
 
 async def value(v: object) -> object:
@@ -109,16 +128,7 @@ def test_pending_calls_fail_when_closed_from_another_thread(worker: loopbridge.W
         started.set()
         await asyncio.sleep(60)
 
-    errors: list[BaseException] = []
-
-    def caller() -> None:
-        try:
-            worker.run_sync(long())
-        except BaseException as exc:
-            errors.append(exc)
-
-    t = threading.Thread(target=caller, daemon=True)
-    t.start()
+    t, errors = _call_in_thread(worker, long())
     assert started.wait(5)
     worker.close()
     t.join(5)
@@ -310,16 +320,7 @@ def test_loop_stopped_from_outside_fails_waiting_calls_then_recovers() -> None:
         started.set()
         await asyncio.sleep(60)
 
-    errors: list[BaseException] = []
-
-    def caller() -> None:
-        try:
-            wl.run_sync(wait())
-        except BaseException as exc:
-            errors.append(exc)
-
-    t = threading.Thread(target=caller, daemon=True)
-    t.start()
+    t, errors = _call_in_thread(wl, wait())
     assert started.wait(5)
     wl.loop.call_soon_threadsafe(wl.loop.stop)
     t.join(5)
