@@ -265,8 +265,7 @@ class WorkerLoop:
         self._lock = threading.Lock()
         self._state = _CREATED
         self._closing = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._gen: _Gen | None = None
+        self._gen: _Gen | None = None  # the current loop and its inbox
         self._thread: threading.Thread | None = None
         self._thread_id: int | None = None
         self._inflight: set[_Call] = set()
@@ -315,7 +314,7 @@ class WorkerLoop:
         return self._thread
 
     def __repr__(self) -> str:
-        loop = type(self._loop).__name__ if self._loop is not None else None
+        loop = type(self._gen.loop).__name__ if self._gen is not None else None
         return (
             f"<WorkerLoop name={self.name!r} state={self._state} "
             f"thread={self.thread_name!r} loop={loop}>"
@@ -368,8 +367,8 @@ class WorkerLoop:
                 self._state = _CLOSING
                 self._closing = True
                 thread = self._thread
-                loop = self._loop
-                assert loop is not None
+                assert self._gen is not None
+                loop = self._gen.loop
                 try:
                     loop.call_soon_threadsafe(loop.stop)
                 except RuntimeError:  # the loop closed under us: it is finishing anyway
@@ -734,7 +733,6 @@ class WorkerLoop:
         if isinstance(result, BaseException):
             raise result
         self._gen = result
-        self._loop = result.loop
         self._thread = thread
         self._thread_id = thread.ident
         self._closing = False
@@ -792,7 +790,7 @@ class WorkerLoop:
                 # From now on new calls start a fresh loop instead of landing on
                 # this one while it is being finalised.
                 with self._lock:
-                    if self._loop is loop and self._state == _RUNNING:
+                    if self._gen is gen and self._state == _RUNNING:
                         self._state = _DEAD
                         self._death = died
             self._finalize(gen, died)
@@ -824,7 +822,7 @@ class WorkerLoop:
                 log.exception("error while closing worker loop %r", self.name)
             asyncio.set_event_loop(None)
             with self._lock:
-                if self._loop is loop and self._state == _CLOSING:
+                if self._gen is gen and self._state == _CLOSING:
                     self._state = _CLOSED
             # Anything of this loop still waiting was either never started or
             # lost with the loop: fail it rather than leave its caller waiting.
@@ -871,9 +869,9 @@ class WorkerLoop:
         self._lock = threading.Lock()
         self._inflight = set()
         if self._state in (_RUNNING, _CLOSING, _DEAD):
-            _abandoned.append((self._loop, self._thread))
+            _abandoned.append((self._gen.loop if self._gen else None, self._thread))
             self._state = _FORKED if self._state != _CLOSING else _CLOSED
-        self._loop = None
+        self._gen = None
         self._thread = None
         self._thread_id = None
 
