@@ -437,7 +437,14 @@ class WorkerLoop:
 
     # -- caller side ------------------------------------------------------------
 
-    def _call_blocking(self, awaitable: object, timeout: float | None, api: str) -> _Call:
+    def _call_blocking(
+        self,
+        awaitable: object,
+        timeout: float | None,
+        api: str,
+        on_tick: Callable[[], None] | None = None,
+    ) -> _Call:
+        """Run *awaitable* and wait for it; *on_tick* runs in the caller about 10x/s."""
         __tracebackhide__ = True
         if timeout is not None:
             timeout = _check_seconds(timeout, "timeout", allow_none=True)
@@ -463,10 +470,10 @@ class WorkerLoop:
         try:
             call = self._schedule(gen, coro, ctx, lock, None)
             try:
-                if watch is None:
+                if watch is None and on_tick is None:
                     done = lock.acquire(True, -1 if timeout is None else timeout)
                 else:
-                    done = _wait_watching(lock, timeout, *watch)
+                    done = _wait_watching(lock, timeout, watch, on_tick)
             except BaseException:
                 # KeyboardInterrupt from Ctrl-C / "Interrupt kernel", or another
                 # asynchronous exception: the work must not be left running.
@@ -888,9 +895,15 @@ def _calling_task() -> tuple[asyncio.Task[Any], int] | None:
 
 
 def _wait_watching(
-    lock: threading.Lock, timeout: float | None, task: asyncio.Task[Any], base: int
+    lock: threading.Lock,
+    timeout: float | None,
+    watch: tuple[asyncio.Task[Any], int] | None,
+    on_tick: Callable[[], None] | None = None,
 ) -> bool:
     """Wait for *lock* while also noticing that the calling task was cancelled.
+
+    *on_tick*, if given, runs in the waiting thread between slices (a progress
+    bar must be drawn by the thread that owns the output, e.g. a notebook cell).
 
     Under ``asyncio.run`` (3.11+) the first Ctrl-C does not raise: its handler
     cancels the main task, which cannot take effect while that task's thread
@@ -899,19 +912,21 @@ def _wait_watching(
     ``KeyboardInterrupt`` as usual).
     """
     deadline = None if timeout is None else time.monotonic() + timeout
+    step = _WATCH_SLICE if watch is not None else _TICK_SLICE
     while True:
-        slice_ = (
-            _WATCH_SLICE if deadline is None else min(_WATCH_SLICE, deadline - time.monotonic())
-        )
+        slice_ = step if deadline is None else min(step, deadline - time.monotonic())
         if lock.acquire(True, max(slice_, 0.0)):
             return True
-        if sys.version_info >= (3, 11) and task.cancelling() > base:
+        if sys.version_info >= (3, 11) and watch is not None and watch[0].cancelling() > watch[1]:
             raise asyncio.CancelledError("the calling task was cancelled")
+        if on_tick is not None:
+            on_tick()
         if deadline is not None and time.monotonic() >= deadline:
             return False
 
 
 _WATCH_SLICE = 0.05
+_TICK_SLICE = 0.1
 
 
 def _run_bounded(

@@ -1,0 +1,791 @@
+"""Sync faces for async APIs: ``syncify`` for functions and classes, ``sync_face`` for objects.
+
+Everything here is a thin layer over :meth:`WorkerLoop._call_blocking`: a sync
+call hands one coroutine to the worker loop and waits, so cancellation,
+timeouts, context variables, deadlock detection and cross-loop notes are the
+core's. What this module adds is the translation of an async object's *shape*:
+methods, properties, async context managers, async iterators and the objects
+methods return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import sys
+import threading
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from types import TracebackType
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+
+from . import _bridge
+from ._awaitables import _is_coroutine_function, describe
+from ._errors import LoopBridgeWarning
+from ._worker import _CLOSED, _CLOSING, WorkerLoop
+
+__all__ = ["SyncFace", "sync_face", "syncify"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+R = TypeVar("R")
+log = logging.getLogger("loopbridge")
+
+_get_running_loop = asyncio.events._get_running_loop
+_ASYNC_CODE = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+# Results of these types are returned as they are, without looking further.
+_PLAIN: frozenset[type] = frozenset(
+    {type(None), bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, set}
+)
+_END = object()
+
+
+# -- shared plumbing ----------------------------------------------------------------
+
+
+def _worker_of(worker: WorkerLoop | None) -> WorkerLoop:
+    if worker is not None:
+        return worker
+    default = _bridge._default
+    if default is None or default._state in (_CLOSING, _CLOSED):
+        return _bridge.default_worker()
+    return default
+
+
+def _check_options(worker: object, timeout: object, api: str) -> None:
+    if worker is not None and not isinstance(worker, WorkerLoop):
+        raise TypeError(
+            f"{api}(worker=...) expects a loopbridge.WorkerLoop or None (the default "
+            f"worker), got {describe(worker)}."
+        )
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+    ):
+        raise ValueError(
+            f"{api}(timeout=...) expects a positive number of seconds or None, got {timeout!r}."
+        )
+
+
+def _warn_if_blocking_a_loop(worker: WorkerLoop, what: str, instead: str) -> None:
+    """Warn when a sync face is called from a coroutine running on another loop.
+
+    A Jupyter cell also runs while the kernel's loop is running, but its code is
+    module-level code, not a coroutine: walking up the stack, the first frame that
+    is either a coroutine or module code tells the two apart.
+    """
+    loop = _get_running_loop()
+    if loop is None or threading.get_ident() == worker._thread_id:
+        return  # a plain thread, or the worker itself (the core raises DeadlockError)
+    frame = sys._getframe(2)
+    for _ in range(64):
+        if frame is None:
+            return
+        code = frame.f_code
+        if code.co_flags & _ASYNC_CODE and code.co_name != "<module>":
+            break
+        if code.co_name == "<module>":
+            return
+        frame = frame.f_back  # type: ignore[assignment]
+    else:
+        return
+    coro_name = getattr(code, "co_qualname", code.co_name)
+    warnings.warn(
+        f"{what} blocks the event loop running in this thread ({type(loop).__name__}, "
+        f"in coroutine {coro_name}()) until it returns: every other task on that loop "
+        f"stalls meanwhile. In async code, await the async original instead: {instead}.",
+        LoopBridgeWarning,
+        stacklevel=3,
+    )
+
+
+def _block(worker: WorkerLoop, awaitable: object, timeout: float | None, api: str) -> Any:
+    __tracebackhide__ = True
+    call = worker._call_blocking(awaitable, timeout, api)
+    if call.exc is not None:
+        exc, call.exc = call.exc, None
+        raise exc
+    return call.value
+
+
+def _unwrap(value: object) -> object:
+    if isinstance(value, SyncFace):
+        return value._lb_resolved_aio()
+    return value
+
+
+def _unwrap_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    for a in args:
+        if isinstance(a, SyncFace):
+            args = tuple(_unwrap(x) for x in args)
+            break
+    for k, v in kwargs.items():
+        if isinstance(v, SyncFace):
+            kwargs[k] = _unwrap(v)
+    return args
+
+
+async def _call_on_loop(fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+    """Call a plain (not ``async def``) callable on the loop and await what it returns.
+
+    An object that is both awaitable and an async context manager or iterable
+    (``pool.acquire()``, ``session.get(url)``, ``conn.cursor(q)``) is returned
+    as it is: how it is used decides whether it is awaited, entered or iterated.
+    """
+    result = fn(*args, **kw)
+    if inspect.isawaitable(result) and not _is_dual(type(result)):
+        result = await result
+    return result
+
+
+async def _anext(ait: Any) -> Any:
+    try:
+        return await ait.__anext__()
+    except StopAsyncIteration:
+        return _END
+
+
+# -- what an object looks like ----------------------------------------------------------
+
+
+def _is_dual(tp: type) -> bool:
+    dual = _dual_cache.get(tp)
+    if dual is None:
+        dual = _dual_cache[tp] = hasattr(tp, "__await__") and (
+            hasattr(tp, "__aenter__") or hasattr(tp, "__aiter__")
+        )
+    return dual
+
+
+def _looks_async(tp: type) -> bool:
+    """Does an object of this type need a sync face (rather than being returned as is)?"""
+    verdict = _async_cache.get(tp)
+    if verdict is None:
+        verdict = _async_cache[tp] = _has_async_shape(tp)
+    return verdict
+
+
+# Per-type verdicts. Types are few and long-lived; these stay small.
+_dual_cache: dict[type, bool] = {}
+_async_cache: dict[type, bool] = {}
+
+
+def _has_async_shape(tp: type) -> bool:
+    if tp in _PLAIN or issubclass(tp, BaseException):
+        return False
+    if hasattr(tp, "__aenter__") or hasattr(tp, "__aiter__") or hasattr(tp, "__await__"):
+        return True
+    for name in dir(tp):
+        if name.startswith("__"):
+            continue
+        try:
+            attr = inspect.getattr_static(tp, name)
+        except AttributeError:
+            continue
+        fn = attr.__func__ if isinstance(attr, (classmethod, staticmethod)) else attr
+        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+            return True
+    return False
+
+
+_METHOD = 1  # async def / async generator function on the class: call it, run on the loop
+_PLAIN_METHOD = 2  # another function on the class: run the call itself on the loop
+_PROPERTY = 3  # a property: read it here, await it there if it gives an awaitable
+_OTHER = 4  # anything else: read it here
+
+
+def _kind(tp: type, name: str) -> int:
+    kind = _kind_cache.get((tp, name))
+    if kind is None:
+        kind = _kind_cache[(tp, name)] = _classify(tp, name)
+    return kind
+
+
+_kind_cache: dict[tuple[type, str], int] = {}
+
+
+def _classify(tp: type, name: str) -> int:
+    try:
+        attr = inspect.getattr_static(tp, name)
+    except AttributeError:
+        return _OTHER
+    if isinstance(attr, (classmethod, staticmethod)):
+        attr = attr.__func__
+    if isinstance(attr, (property, functools.cached_property)):
+        return _PROPERTY
+    if _is_coroutine_function(attr) or inspect.isasyncgenfunction(attr):
+        return _METHOD
+    if inspect.isfunction(attr) or inspect.ismethoddescriptor(attr) or inspect.isbuiltin(attr):
+        return _PLAIN_METHOD
+    return _OTHER
+
+
+def _wrap(value: Any, worker: WorkerLoop | None, timeout: float | None) -> Any:
+    """Give *value* a sync face if it has an async shape; return it unchanged otherwise."""
+    tp = type(value)
+    if tp in _PLAIN or isinstance(value, SyncFace):
+        return value
+    if _is_dual(tp):
+        return _Pending(value, worker, timeout)
+    if inspect.isasyncgen(value) or _looks_async(tp):
+        return _face_class(tp)(value, worker=worker, timeout=timeout)
+    return value
+
+
+# -- SyncFace ---------------------------------------------------------------------
+
+
+class SyncFace(Generic[T]):
+    """A sync view of an async object; made by :func:`sync_face` or :func:`syncify`.
+
+    * ``face.method(...)``: ``async def`` methods run on the worker loop and
+      return their result; other methods run there too (async clients are not
+      thread-safe), and an awaitable they return is awaited.
+    * ``face.prop``: a property that gives an awaitable is awaited.
+    * ``with face:`` / ``for x in face:`` when the object is an async context
+      manager / async iterable. Iterators are lazy and ``aclose()`` the async
+      iterator on ``break``, on an error and on garbage collection.
+    * Objects that methods return get a face too when they have async methods
+      (``pool.acquire()`` gives a connection face); plain data passes through.
+    * ``face.aio`` is the original object, for async code.
+
+    Example::
+
+        db = loopbridge.sync_face(pool)
+        with db.acquire() as conn:
+            rows = conn.fetch("select 1")
+    """
+
+    __slots__ = ("__dict__", "_lb_aio", "_lb_timeout", "_lb_worker")
+
+    _lb_aio: T
+    _lb_worker: WorkerLoop | None
+    _lb_timeout: float | None
+
+    def __init__(
+        self, aio: T, *, worker: WorkerLoop | None = None, timeout: float | None = None
+    ) -> None:
+        object.__setattr__(self, "_lb_aio", aio)
+        object.__setattr__(self, "_lb_worker", worker)
+        object.__setattr__(self, "_lb_timeout", timeout)
+
+    @property
+    def aio(self) -> T:
+        """The async object behind this face, for use in async code."""
+        return self._lb_resolved_aio()  # type: ignore[return-value]
+
+    def _lb_resolved_aio(self) -> object:
+        return self._lb_aio
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_lb_"):
+            raise AttributeError(name)
+        aio = self._lb_aio
+        kind = _kind(type(aio), name)
+        if kind == _METHOD:
+            method = _sync_method(self, name, getattr(aio, name))
+            object.__setattr__(self, name, method)  # the next lookup skips __getattr__
+            return method
+        value = getattr(aio, name)
+        if kind == _PLAIN_METHOD:
+            method = _sync_plain_method(self, name, value)
+            object.__setattr__(self, name, method)
+            return method
+        worker, timeout = self._lb_worker, self._lb_timeout
+        if kind == _PROPERTY and inspect.isawaitable(value):
+            w = _worker_of(worker)
+            _warn_if_blocking_a_loop(w, f"reading {name!r}", f"`await face.aio.{name}`")
+            value = _block(w, value, timeout, name)
+        elif kind == _OTHER and callable(value) and _is_coroutine_function(value):
+            return _sync_method(self, name, value)  # e.g. a coroutine function set on the instance
+        return _wrap(value, worker, timeout)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._lb_aio, name, _unwrap(value))
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._lb_aio, name)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(dir(self._lb_aio)) | {"aio"})
+
+    def __repr__(self) -> str:
+        return f"<sync face of {self._lb_aio!r}>"
+
+
+def _sync_method(face: SyncFace[Any], name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    worker, timeout = face._lb_worker, face._lb_timeout
+    asyncgen = inspect.isasyncgenfunction(method)
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        w = _worker_of(worker)
+        if _get_running_loop() is not None:
+            _warn_if_blocking_a_loop(w, f"{name}()", f"`await face.aio.{name}(...)`")
+        if args or kwargs:
+            args = _unwrap_args(args, kwargs)
+        if asyncgen:
+            return _iterate(method(*args, **kwargs), worker, timeout, name)
+        value = _block(w, method(*args, **kwargs), timeout, name)
+        return value if type(value) in _PLAIN else _wrap(value, worker, timeout)
+
+    return call
+
+
+def _sync_plain_method(
+    face: SyncFace[Any], name: str, method: Callable[..., Any]
+) -> Callable[..., Any]:
+    worker, timeout = face._lb_worker, face._lb_timeout
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        w = _worker_of(worker)
+        if _get_running_loop() is not None:
+            _warn_if_blocking_a_loop(w, f"{name}()", f"`face.aio.{name}(...)`")
+        if args or kwargs:
+            args = _unwrap_args(args, kwargs)
+        value = _block(w, _call_on_loop(method, args, kwargs), timeout, name)
+        return _wrap(value, worker, timeout)
+
+    return call
+
+
+def _iterate(
+    aiterable: Any, worker: WorkerLoop | None, timeout: float | None, name: str
+) -> Iterator[Any]:
+    """A lazy sync iterator over an async iterable, each step run on the worker loop.
+
+    Leaving early (``break``, an exception, ``close()``, garbage collection)
+    closes the async iterator with ``aclose()`` on its loop.
+    """
+    try:
+        ait = aiterable.__aiter__()
+    except AttributeError:
+        raise TypeError(
+            f"{describe(aiterable)} is not an async iterable (it has no __aiter__), so its "
+            "sync face cannot be iterated with `for`."
+        ) from None
+    if inspect.isawaitable(ait) and not hasattr(ait, "__anext__"):
+        raise TypeError(
+            f"{describe(aiterable)}.__aiter__() returned an awaitable, not an async iterator: "
+            "__aiter__ must be a plain method."
+        )
+    return _iterator(ait, worker, timeout, name)
+
+
+def _iterator(
+    ait: Any, worker: WorkerLoop | None, timeout: float | None, name: str
+) -> Iterator[Any]:
+    finished = False
+    try:
+        while True:
+            item = _block(_worker_of(worker), _anext(ait), timeout, f"{name} (next item)")
+            if item is _END:
+                finished = True
+                return
+            yield _wrap(item, worker, timeout)
+    finally:
+        aclose = getattr(ait, "aclose", None)
+        if not finished and aclose is not None:
+            _close_async_iterator(aclose, _worker_of(worker), name)
+
+
+def _close_async_iterator(
+    aclose: Callable[[], Awaitable[Any]], worker: WorkerLoop, name: str
+) -> None:
+    if worker._state in (_CLOSING, _CLOSED):
+        return  # its loop is gone or going: shutdown_asyncgens finalises it there
+    if threading.get_ident() == worker._thread_id:
+        # Collected on the worker thread itself: cannot block here, so schedule it.
+        task = asyncio.ensure_future(aclose())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+        return
+    try:
+        _block(worker, aclose(), worker.cancel_timeout, f"{name} (aclose)")
+    except Exception:
+        log.exception("error closing the async iterator of %s", name)
+
+
+_closing: set[asyncio.Future[Any]] = set()
+
+
+def _face_class(tp: type) -> type[SyncFace[Any]]:
+    """The face class for objects of type *tp*: SyncFace plus the dunders *tp* supports."""
+    cls = _face_classes.get(tp)
+    if cls is None:
+        ns: dict[str, Any] = {"__slots__": ()}
+        if hasattr(tp, "__aenter__"):
+            ns["__enter__"] = _enter
+            ns["__exit__"] = _exit
+        if hasattr(tp, "__aiter__"):
+            ns["__iter__"] = _iter
+        for dunder in ("__len__", "__contains__", "__getitem__", "__bool__"):
+            if hasattr(tp, dunder):
+                ns[dunder] = _passthrough(dunder)
+        if _callable_type(tp):
+            ns["__call__"] = _call
+        cls = type(f"SyncFace[{tp.__qualname__}]", (SyncFace,), ns)
+        cls.__module__ = __name__
+        _face_classes[tp] = cls
+    return cls
+
+
+_face_classes: dict[type, type[SyncFace[Any]]] = {}
+
+
+def _callable_type(tp: type) -> bool:
+    return tp is not type and "__call__" in dir(tp) and not issubclass(tp, type)
+
+
+def _enter(self: SyncFace[Any]) -> Any:
+    __tracebackhide__ = True
+    aio = self._lb_resolved_aio()
+    w = _worker_of(self._lb_worker)
+    _warn_if_blocking_a_loop(w, "entering `with`", "`async with face.aio`")
+    value = _block(w, aio.__aenter__(), self._lb_timeout, f"{type(aio).__name__}.__aenter__")  # type: ignore[attr-defined]
+    # `async with x as y` usually gives x itself: keep the same face then.
+    return self if value is aio else _wrap(value, self._lb_worker, self._lb_timeout)
+
+
+def _exit(
+    self: SyncFace[Any],
+    et: type[BaseException] | None,
+    ev: BaseException | None,
+    tb: TracebackType | None,
+) -> bool:
+    __tracebackhide__ = True
+    aio = self._lb_resolved_aio()
+    w = _worker_of(self._lb_worker)
+    return bool(
+        _block(w, aio.__aexit__(et, ev, tb), self._lb_timeout, f"{type(aio).__name__}.__aexit__")  # type: ignore[attr-defined]
+    )
+
+
+def _iter(self: SyncFace[Any]) -> Iterator[Any]:
+    return _iterate(self._lb_aio, self._lb_worker, self._lb_timeout, type(self._lb_aio).__name__)
+
+
+def _call(self: SyncFace[Any], *args: Any, **kwargs: Any) -> Any:
+    __tracebackhide__ = True
+    aio = self._lb_aio
+    w = _worker_of(self._lb_worker)
+    args = _unwrap_args(args, kwargs)
+    if _is_coroutine_function(aio):
+        value = _block(w, aio(*args, **kwargs), self._lb_timeout, type(aio).__name__)
+    else:
+        value = _block(w, _call_on_loop(aio, args, kwargs), self._lb_timeout, type(aio).__name__)
+    return _wrap(value, self._lb_worker, self._lb_timeout)
+
+
+def _passthrough(dunder: str) -> Callable[..., Any]:
+    def method(self: SyncFace[Any], *args: Any) -> Any:
+        return getattr(self._lb_aio, dunder)(*args)
+
+    method.__name__ = dunder
+    return method
+
+
+class _Pending(SyncFace[Any]):
+    """The face of an object that is awaitable *and* an async context manager or iterable.
+
+    ``pool.acquire()``, ``session.get(url)`` and ``conn.cursor(q)`` give such
+    objects. Used in ``with``, it is entered; in ``for``, iterated; used any
+    other way (an attribute, passed to a method), it is awaited once and stands
+    for the result.
+    """
+
+    __slots__ = ("_lb_result",)
+
+    def __init__(self, aio: Any, worker: WorkerLoop | None, timeout: float | None) -> None:
+        super().__init__(aio, worker=worker, timeout=timeout)
+        object.__setattr__(self, "_lb_result", _END)
+
+    def _lb_await(self) -> Any:
+        result = self._lb_result
+        if result is _END:
+            aio = self._lb_aio
+            w = _worker_of(self._lb_worker)
+            result = _block(w, _await(aio), self._lb_timeout, type(aio).__name__)
+            result = _wrap(result, self._lb_worker, self._lb_timeout)
+            object.__setattr__(self, "_lb_result", result)
+        return result
+
+    def _lb_resolved_aio(self) -> object:
+        return _unwrap(self._lb_await())
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_lb_"):
+            raise AttributeError(name)
+        return getattr(self._lb_await(), name)
+
+    def __enter__(self) -> Any:
+        __tracebackhide__ = True
+        aio = self._lb_aio
+        if not hasattr(aio, "__aenter__"):
+            raise TypeError(
+                f"{describe(aio)} is not an async context manager; use it without `with`."
+            )
+        w = _worker_of(self._lb_worker)
+        _warn_if_blocking_a_loop(w, "entering `with`", "`async with face.aio`")
+        value = _block(w, aio.__aenter__(), self._lb_timeout, f"{type(aio).__name__}.__aenter__")
+        return _wrap(value, self._lb_worker, self._lb_timeout)
+
+    def __exit__(
+        self,
+        et: type[BaseException] | None,
+        ev: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        __tracebackhide__ = True
+        aio = self._lb_aio
+        w = _worker_of(self._lb_worker)
+        return bool(
+            _block(
+                w, aio.__aexit__(et, ev, tb), self._lb_timeout, f"{type(aio).__name__}.__aexit__"
+            )
+        )
+
+    def __iter__(self) -> Iterator[Any]:
+        aio = self._lb_aio
+        if not hasattr(aio, "__aiter__"):
+            return iter(self._lb_await())
+        return _iterate(aio, self._lb_worker, self._lb_timeout, type(aio).__name__)
+
+    def __repr__(self) -> str:
+        state = "not awaited yet" if self._lb_result is _END else f"= {self._lb_result!r}"
+        return f"<sync face of {self._lb_aio!r} ({state})>"
+
+
+async def _await(aw: Awaitable[T]) -> T:
+    return await aw
+
+
+# -- public entry points -------------------------------------------------------------
+
+
+@overload
+def sync_face(
+    obj: Coroutine[Any, Any, T], *, worker: WorkerLoop | None = ..., timeout: float | None = ...
+) -> SyncFace[T]: ...
+@overload
+def sync_face(
+    obj: T, *, worker: WorkerLoop | None = ..., timeout: float | None = ...
+) -> SyncFace[T]: ...
+def sync_face(obj: Any, *, worker: WorkerLoop | None = None, timeout: float | None = None) -> Any:
+    """Return a sync face of the async object *obj*.
+
+    Every async method becomes a blocking method that runs on the worker loop;
+    async context managers work with ``with``, async iterators and generators
+    with ``for`` (lazily, closed on early exit); objects that methods return
+    get a face too when they have async methods; plain attributes and data pass
+    through untouched; ``face.aio`` is *obj* itself. If *obj* is a coroutine or
+    another awaitable (``aiosqlite.connect(path)``), it is awaited on the worker
+    first and the result gets the face.
+
+    Objects that bind to the loop they are made on (an asyncpg pool, an aiohttp
+    session) must be made on the worker loop: make them in a coroutine passed to
+    ``sync_face``, or with :func:`syncify` (``syncify(asyncpg.create_pool)(dsn)``).
+
+    Args:
+        worker: the :class:`WorkerLoop` to run on (default: the default worker).
+        timeout: seconds allowed for each call through the face (default: none).
+
+    Example::
+
+        async def connect():
+            return await asyncpg.create_pool(DSN)
+
+        db = loopbridge.sync_face(connect())
+        with db.acquire() as conn, conn.transaction():
+            conn.execute("insert into t values (1)")
+        print(db.fetchval("select count(*) from t"))
+    """
+    _check_options(worker, timeout, "sync_face")
+    if isinstance(obj, SyncFace):
+        return obj
+    if isinstance(obj, type):
+        raise TypeError(
+            f"sync_face() got the class {obj.__qualname__}; it needs an instance. "
+            f"Use syncify({obj.__qualname__}) for a class whose instances are sync faces."
+        )
+    if _is_coroutine_function(obj) or inspect.isasyncgenfunction(obj):
+        raise TypeError(
+            f"sync_face() got the async function {describe(obj)}; it needs an object. "
+            "Use syncify() to make a sync function from an async one."
+        )
+    if inspect.isawaitable(obj):
+        w = _worker_of(worker)
+        obj = _block(w, obj, timeout, "sync_face")
+    return _face_class(type(obj))(obj, worker=worker, timeout=timeout)
+
+
+@overload
+def syncify(
+    fn: type[T], /, *, worker: WorkerLoop | None = ..., timeout: float | None = ...
+) -> type[SyncFace[T]]: ...
+@overload
+def syncify(
+    fn: Callable[P, Coroutine[Any, Any, R]],
+    /,
+    *,
+    worker: WorkerLoop | None = ...,
+    timeout: float | None = ...,
+) -> Callable[P, R]: ...
+@overload
+def syncify(
+    fn: Callable[P, AsyncIterator[R]],
+    /,
+    *,
+    worker: WorkerLoop | None = ...,
+    timeout: float | None = ...,
+) -> Callable[P, Iterator[R]]: ...
+@overload
+def syncify(
+    fn: Callable[P, Awaitable[R]],
+    /,
+    *,
+    worker: WorkerLoop | None = ...,
+    timeout: float | None = ...,
+) -> Callable[P, R]: ...
+@overload
+def syncify(
+    fn: None = ..., /, *, worker: WorkerLoop | None = ..., timeout: float | None = ...
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, R]]: ...
+def syncify(
+    fn: Any = None, /, *, worker: WorkerLoop | None = None, timeout: float | None = None
+) -> Any:
+    """Make a sync function (or class) from an async one.
+
+    * On an ``async def`` function: a plain function with the same name,
+      docstring, signature and static types, that runs the coroutine on the
+      worker loop and returns its result. ``f.aio`` / ``f.__wrapped__`` is the
+      async original.
+    * On an async generator function: a function returning a lazy iterator.
+    * On a function that returns an awaitable (``asyncpg.create_pool``): the
+      call itself runs on the worker loop, so what it makes binds there.
+    * On methods, ``classmethod`` and ``staticmethod`` (either order).
+    * On a class: a class whose constructor builds the async object on the worker
+      loop and whose instances are :class:`SyncFace` of it.
+
+    Called on the worker loop's thread it raises :class:`DeadlockError`; called
+    from a coroutine running on another loop it warns (:class:`LoopBridgeWarning`)
+    that it blocks that loop, and names the async original to await instead.
+
+    Example::
+
+        @loopbridge.syncify
+        async def load_table(url: str) -> list[dict]:
+            async with aiohttp.ClientSession() as s, s.get(url) as r:
+                return await r.json()
+
+        rows = load_table("http://localhost:8080/rows")   # sync, typed list[dict]
+    """
+    _check_options(worker, timeout, "syncify")
+    if fn is None:
+        return functools.partial(syncify, worker=worker, timeout=timeout)
+    if isinstance(fn, (classmethod, staticmethod)):
+        return type(fn)(syncify(fn.__func__, worker=worker, timeout=timeout))
+    if isinstance(fn, type):
+        return _syncify_class(fn, worker, timeout)
+    if getattr(fn, "__loopbridge_sync__", False):
+        return fn
+    if not callable(fn):
+        raise TypeError(
+            f"syncify() expects an async function, an async method or a class, got "
+            f"{describe(fn)}. Use it as a decorator: `@syncify` above `async def ...`."
+        )
+    if inspect.iscoroutine(fn) or inspect.isawaitable(fn):
+        raise TypeError(
+            f"syncify() got an awaitable ({describe(fn)}), not a function. To run it "
+            "once, use loopbridge.run_sync(...); syncify() wraps the function itself."
+        )
+    return _syncify_function(fn, worker, timeout)
+
+
+def _syncify_function(
+    fn: Callable[..., Any], worker: WorkerLoop | None, timeout: float | None
+) -> Callable[..., Any]:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    instead = f"`await {name}.aio(...)`"
+    if inspect.isasyncgenfunction(fn):
+
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            w = _worker_of(worker)
+            if _get_running_loop() is not None:
+                _warn_if_blocking_a_loop(w, f"{name}()", instead)
+            return _iterate(fn(*args, **kwargs), worker, timeout, name)
+
+        wrapper = functools.update_wrapper(gen_wrapper, fn)
+    elif _is_coroutine_function(fn):
+
+        def coro_wrapper(*args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
+            w = _worker_of(worker)
+            if _get_running_loop() is not None:
+                _warn_if_blocking_a_loop(w, f"{name}()", instead)
+            return _block(w, fn(*args, **kwargs), timeout, name)
+
+        wrapper = functools.update_wrapper(coro_wrapper, fn)
+    else:
+
+        def call_wrapper(*args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
+            w = _worker_of(worker)
+            if _get_running_loop() is not None:
+                _warn_if_blocking_a_loop(w, f"{name}()", instead)
+            return _block(w, _call_returning_awaitable(fn, name, args, kwargs), timeout, name)
+
+        wrapper = functools.update_wrapper(call_wrapper, fn)
+    wrapper.aio = fn  # type: ignore[attr-defined]
+    wrapper.__loopbridge_sync__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+async def _call_returning_awaitable(
+    fn: Callable[..., Any], name: str, args: tuple[Any, ...], kw: dict[str, Any]
+) -> Any:
+    result = fn(*args, **kw)
+    if not inspect.isawaitable(result):
+        raise TypeError(
+            f"syncify({name}): {name}() returned {describe(result)}, not an awaitable. "
+            "syncify() is for async functions (or functions returning an awaitable); "
+            "a sync function can be called directly."
+        )
+    return await result
+
+
+def _syncify_class(
+    cls: type[T], worker: WorkerLoop | None, timeout: float | None
+) -> type[SyncFace[T]]:
+    base = _face_class(cls)
+
+    def __init__(self: SyncFace[T], *args: Any, **kwargs: Any) -> None:
+        w = _worker_of(worker)
+        args = _unwrap_args(args, kwargs)
+        aio = _block(w, _construct(cls, args, kwargs), timeout, cls.__qualname__)
+        SyncFace.__init__(self, aio, worker=worker, timeout=timeout)
+
+    try:
+        signature: inspect.Signature | None = inspect.signature(cls)
+    except (TypeError, ValueError):
+        signature = None
+    __init__.__signature__ = signature  # type: ignore[attr-defined]
+    ns = {
+        "__slots__": (),
+        "__init__": __init__,
+        "__doc__": cls.__doc__,
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "__wrapped__": cls,
+        "__signature__": signature,
+        "__loopbridge_sync__": True,
+    }
+    return cast("type[SyncFace[T]]", type(cls.__name__, (base,), ns))
+
+
+async def _construct(cls: type[T], args: tuple[Any, ...], kw: dict[str, Any]) -> T:
+    return cls(*args, **kw)
