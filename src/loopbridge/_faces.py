@@ -693,15 +693,15 @@ def syncify(
         return _syncify_class(fn, worker, timeout)
     if getattr(fn, "__loopbridge_sync__", False):
         return fn
-    if not callable(fn):
-        raise TypeError(
-            f"syncify() expects an async function, an async method or a class, got "
-            f"{describe(fn)}. Use it as a decorator: `@syncify` above `async def ...`."
-        )
     if inspect.iscoroutine(fn) or inspect.isawaitable(fn):
         raise TypeError(
             f"syncify() got an awaitable ({describe(fn)}), not a function. To run it "
             "once, use loopbridge.run_sync(...); syncify() wraps the function itself."
+        )
+    if not callable(fn):
+        raise TypeError(
+            f"syncify() expects an async function, an async method or a class, got "
+            f"{describe(fn)}. Use it as a decorator: `@syncify` above `async def ...`."
         )
     return _syncify_function(fn, worker, timeout)
 
