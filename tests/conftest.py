@@ -5,7 +5,9 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,3 +37,31 @@ def run_script(
         env=full_env,
         cwd=ROOT,
     )
+
+
+@contextmanager
+def http_server_running() -> Iterator[str]:
+    """A real aiohttp server on its own worker loop, like a separate service; yields its URL.
+
+    It answers ``GET /<path>`` with ``{"path": "/<path>", "hit": <count>}``.
+    """
+    web = __import__("pytest").importorskip("aiohttp.web")
+    hits = {"n": 0}
+
+    async def handler(request: Any) -> Any:
+        hits["n"] += 1
+        return web.json_response({"path": request.path, "hit": hits["n"]})
+
+    async def start() -> Any:
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return runner, site._server.sockets[0].getsockname()[1]
+
+    with loopbridge.WorkerLoop(name="http-server") as server_loop:
+        runner, port = server_loop.run_sync(start(), timeout=10)
+        yield f"http://127.0.0.1:{port}"
+        server_loop.run_sync(runner.cleanup(), timeout=10)

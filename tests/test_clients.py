@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from tests.conftest import http_server_running
 from tests.services import POSTGRES_DSN, REDIS_URL, require_port
 
 import loopbridge
@@ -134,28 +135,9 @@ def test_asyncpg_query_cancelled_by_timeout_leaves_pool_usable(
 
 
 @pytest.fixture
-def http_server(worker: loopbridge.WorkerLoop) -> Iterator[str]:
-    web = pytest.importorskip("aiohttp.web")
-    hits = {"n": 0}
-
-    async def handler(request: Any) -> Any:
-        hits["n"] += 1
-        return web.json_response({"path": request.path, "hit": hits["n"]})
-
-    async def start() -> Any:
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        return runner, site._server.sockets[0].getsockname()[1]
-
-    # The server runs on its own worker loop, like a separate service.
-    with loopbridge.WorkerLoop(name="http-server") as server_loop:
-        runner, port = server_loop.run_sync(start(), timeout=10)
-        yield f"http://127.0.0.1:{port}"
-        server_loop.run_sync(runner.cleanup(), timeout=10)
+def http_server() -> Iterator[str]:
+    with http_server_running() as url:
+        yield url
 
 
 def test_aiohttp_session_reused_across_calls(

@@ -98,7 +98,12 @@ def test_return_exceptions_collects_errors_in_place(worker: loopbridge.WorkerLoo
 
     out = loopbridge.map_sync(check, range(6), return_exceptions=True, worker=worker)
     assert [type(x).__name__ if isinstance(x, Exception) else x for x in out] == [
-        "KeyError", 1, 2, "KeyError", 4, 5
+        "KeyError",
+        1,
+        2,
+        "KeyError",
+        4,
+        5,
     ]
 
 
@@ -153,7 +158,9 @@ def test_bad_input_is_explained(worker: loopbridge.WorkerLoop) -> None:
     coro = one(1)
     with pytest.raises(TypeError, match=r"argument 0 is list: .*Unpack it: gather_sync\(\*aws\)"):
         loopbridge.gather_sync([coro])  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"map_sync\(\) expects an async function first, got coroutine"):
+    with pytest.raises(
+        TypeError, match=r"map_sync\(\) expects an async function first, got coroutine"
+    ):
         loopbridge.map_sync(one(2), [1])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="expects an iterable of items second, got int"):
         loopbridge.map_sync(one, 3)  # type: ignore[arg-type]
@@ -197,7 +204,9 @@ def test_progress_without_tqdm_says_how_to_install(
 
     monkeypatch.setitem(sys.modules, "tqdm", None)
     monkeypatch.setitem(sys.modules, "tqdm.std", None)
-    with pytest.raises(ImportError, match=r"pip install tqdm \(or pip install 'loopbridge\[progress\]'\)"):
+    with pytest.raises(
+        ImportError, match=r"pip install tqdm \(or pip install 'loopbridge\[progress\]'\)"
+    ):
         loopbridge.map_sync(one, [1], progress=True, worker=worker)
 
 
@@ -226,7 +235,11 @@ def test_ctrl_c_cancels_the_rest_and_says_how_many_finished() -> None:
         """
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     try:
         assert proc.stdout is not None

@@ -181,9 +181,8 @@ def test_dual_objects_work_with_with_and_as_values(db: loopbridge.SyncFace[Pool]
 
 
 def test_an_error_in_with_reaches_aexit_and_propagates(db: loopbridge.SyncFace[Pool]) -> None:
-    with db.acquire() as conn, pytest.raises(ZeroDivisionError):
-        with conn.transaction():
-            1 / 0  # noqa: B018
+    with db.acquire() as conn, pytest.raises(ZeroDivisionError), conn.transaction():
+        1 / 0  # noqa: B018
     assert db.aio.events == ["rollback"]
     assert db.size == 0
 
@@ -231,7 +230,9 @@ def test_class_based_async_iterators_get_aclose_on_early_exit(
 
 
 def test_bad_input_is_explained(worker: loopbridge.WorkerLoop) -> None:
-    with pytest.raises(TypeError, match=r"got the class Pool; it needs an instance.*syncify\(Pool\)"):
+    with pytest.raises(
+        TypeError, match=r"got the class Pool; it needs an instance.*syncify\(Pool\)"
+    ):
         loopbridge.sync_face(Pool)
     with pytest.raises(TypeError, match=r"got the async function .*Use syncify\(\)"):
         loopbridge.sync_face(make_pool)

@@ -11,6 +11,7 @@ methods return.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import functools
 import inspect
 import logging
@@ -129,9 +130,8 @@ def _unwrap_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ..
 async def _call_on_loop(fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
     """Call a plain (not ``async def``) callable on the loop and await what it returns.
 
-    An object that is both awaitable and an async context manager or iterable
-    (``pool.acquire()``, ``session.get(url)``, ``conn.cursor(q)``) is returned
-    as it is: how it is used decides whether it is awaited, entered or iterated.
+    A handle (see :func:`_is_dual`) is returned as it is: how it is used
+    decides whether it is awaited, entered or iterated.
     """
     result = fn(*args, **kw)
     if inspect.isawaitable(result) and not _is_dual(type(result)):
@@ -150,10 +150,20 @@ async def _anext(ait: Any) -> Any:
 
 
 def _is_dual(tp: type) -> bool:
+    """A *handle*: awaitable, and also an async context manager or iterable, but no coroutine.
+
+    ``pool.acquire()`` and ``conn.cursor(q)`` (asyncpg) are handles: how they are
+    used decides what happens, so their face waits to see. Coroutine-like objects
+    (``session.get(url)`` in aiohttp, ``db.execute(sql)`` in aiosqlite) stand for
+    work that must run: they are awaited at once, and ``with``/``for`` then apply
+    to their result, whose own ``__aenter__``/``__aexit__`` do the cleanup.
+    """
     dual = _dual_cache.get(tp)
     if dual is None:
-        dual = _dual_cache[tp] = hasattr(tp, "__await__") and (
-            hasattr(tp, "__aenter__") or hasattr(tp, "__aiter__")
+        dual = _dual_cache[tp] = (
+            hasattr(tp, "__await__")
+            and (hasattr(tp, "__aenter__") or hasattr(tp, "__aiter__"))
+            and not issubclass(tp, collections.abc.Coroutine)
         )
     return dual
 
@@ -297,8 +307,13 @@ class SyncFace(Generic[T]):
             w = _worker_of(worker)
             _warn_if_blocking_a_loop(w, f"reading {name!r}", f"`await face.aio.{name}`")
             value = _block(w, value, timeout, name)
-        elif kind == _OTHER and callable(value) and _is_coroutine_function(value):
-            return _sync_method(self, name, value)  # e.g. a coroutine function set on the instance
+        elif kind == _OTHER and callable(value):
+            # Found only at run time: set on the instance, or forwarded by a proxy's
+            # own __getattr__ (asyncpg's pooled connections). Not cached.
+            if _is_coroutine_function(value) or inspect.isasyncgenfunction(value):
+                return _sync_method(self, name, value)
+            if inspect.ismethod(value) or inspect.isfunction(value) or inspect.isbuiltin(value):
+                return _sync_plain_method(self, name, value)
         return _wrap(value, worker, timeout)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -448,7 +463,7 @@ def _enter(self: SyncFace[Any]) -> Any:
     _warn_if_blocking_a_loop(w, "entering `with`", "`async with face.aio`")
     value = _block(w, aio.__aenter__(), self._lb_timeout, f"{type(aio).__name__}.__aenter__")  # type: ignore[attr-defined]
     # `async with x as y` usually gives x itself: keep the same face then.
-    return self if value is aio else _wrap(value, self._lb_worker, self._lb_timeout)
+    return self if value is aio else _wrap_resource(value, self._lb_worker, self._lb_timeout)
 
 
 def _exit(
@@ -490,12 +505,12 @@ def _passthrough(dunder: str) -> Callable[..., Any]:
 
 
 class _Pending(SyncFace[Any]):
-    """The face of an object that is awaitable *and* an async context manager or iterable.
+    """The face of a handle: awaitable *and* an async context manager or iterable.
 
-    ``pool.acquire()``, ``session.get(url)`` and ``conn.cursor(q)`` give such
-    objects. Used in ``with``, it is entered; in ``for``, iterated; used any
-    other way (an attribute, passed to a method), it is awaited once and stands
-    for the result.
+    ``pool.acquire()`` and ``conn.cursor(q)`` give such objects. Used in
+    ``with``, it is entered; in ``for``, iterated; used any other way (an
+    attribute, passed to a method), it is awaited once and stands for the result.
+    Dropped unused, nothing happens, as with the async API.
     """
 
     __slots__ = ("_lb_result",)
@@ -510,7 +525,7 @@ class _Pending(SyncFace[Any]):
             aio = self._lb_aio
             w = _worker_of(self._lb_worker)
             result = _block(w, _await(aio), self._lb_timeout, type(aio).__name__)
-            result = _wrap(result, self._lb_worker, self._lb_timeout)
+            result = _wrap_resolved(result, aio, self._lb_worker, self._lb_timeout)
             object.__setattr__(self, "_lb_result", result)
         return result
 
@@ -532,7 +547,7 @@ class _Pending(SyncFace[Any]):
         w = _worker_of(self._lb_worker)
         _warn_if_blocking_a_loop(w, "entering `with`", "`async with face.aio`")
         value = _block(w, aio.__aenter__(), self._lb_timeout, f"{type(aio).__name__}.__aenter__")
-        return _wrap(value, self._lb_worker, self._lb_timeout)
+        return _wrap_resolved(value, aio, self._lb_worker, self._lb_timeout)
 
     def __exit__(
         self,
@@ -558,6 +573,29 @@ class _Pending(SyncFace[Any]):
     def __repr__(self) -> str:
         state = "not awaited yet" if self._lb_result is _END else f"= {self._lb_result!r}"
         return f"<sync face of {self._lb_aio!r} ({state})>"
+
+
+def _wrap_resolved(
+    value: Any, handle: object, worker: WorkerLoop | None, timeout: float | None
+) -> Any:
+    """Wrap what a handle gave, as a plain face if it is a handle again.
+
+    A redis pipeline, entered or awaited, gives itself: giving a handle's face
+    again would resolve it again, forever.
+    """
+    return _wrap_resource(value, worker, timeout)
+
+
+def _wrap_resource(value: Any, worker: WorkerLoop | None, timeout: float | None) -> Any:
+    """What ``async with`` or a handle gives is a resource to use: face it, unless plain data.
+
+    Some resources hide their async methods from inspection (asyncpg's pooled
+    connection forwards through wrappers), so they are faced by where they came from.
+    """
+    tp = type(value)
+    if tp in _PLAIN or isinstance(value, SyncFace):
+        return value
+    return _face_class(tp)(value, worker=worker, timeout=timeout)
 
 
 async def _await(aw: Awaitable[T]) -> T:
