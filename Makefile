@@ -6,7 +6,7 @@ BIN     = $(VENV)/bin
 # Core test matrix: every CPython 3.10-3.13 found under pyenv or on PATH.
 MATRIX ?= 3.10 3.11 3.12 3.13
 
-.PHONY: help demo test lint format typecheck bench bench-quick matrix check clean
+.PHONY: help demo test lint format typecheck bench bench-quick bench-faces notebooks matrix check clean
 
 help:
 	@echo "make demo        run python -m loopbridge demo"
@@ -14,6 +14,8 @@ help:
 	@echo "make lint        ruff check + ruff format --check"
 	@echo "make typecheck   mypy --strict on src/ and the typing test file"
 	@echo "make bench       benchmarks/bridge_latency.py (about 3 minutes)"
+	@echo "make bench-faces benchmarks/faces.py: map_sync and sync_face against peers"
+	@echo "make notebooks   re-run notebooks/*.ipynb and store their outputs"
 	@echo "make matrix      core tests on Python $(MATRIX)"
 	@echo "make check       lint + typecheck + test + matrix (what CI runs)"
 
@@ -43,9 +45,17 @@ typecheck: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bridge_latency.py
+	$(BIN)/python benchmarks/faces.py
 
 bench-quick: $(BIN)/.installed
 	$(BIN)/python benchmarks/bridge_latency.py --quick
+	$(BIN)/python benchmarks/faces.py --quick
+
+bench-faces: $(BIN)/.installed
+	$(BIN)/python benchmarks/faces.py
+
+notebooks: $(BIN)/.installed
+	cd notebooks && for nb in *.ipynb; do ../$(BIN)/jupyter execute --inplace "$$nb" || exit 1; done
 
 matrix:
 	@bash scripts/matrix.sh $(MATRIX)

@@ -168,7 +168,7 @@ def test_failing_async_factory_is_reported_to_every_waiter() -> None:
 def test_bad_use_is_explained() -> None:
     res = loopbridge.loop_local(Resource)
     with pytest.raises(
-        RuntimeError, match="no loop is running in this thread. Call it inside a coroutine"
+        RuntimeError, match=r"no loop is running in this thread\. Call it inside a coroutine"
     ):
         res()
     with pytest.raises(TypeError, match="expects a factory"):

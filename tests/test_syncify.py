@@ -222,7 +222,7 @@ def test_bad_input_is_explained(worker: loopbridge.WorkerLoop) -> None:
     with pytest.raises(TypeError, match=r"got an awaitable .*run_sync"):
         loopbridge.syncify(coro)  # type: ignore[call-overload]
     coro.close()
-    with pytest.raises(TypeError, match="worker=.... expects a loopbridge.WorkerLoop"):
+    with pytest.raises(TypeError, match=r"worker=\.\.\.\) expects a loopbridge\.WorkerLoop"):
         loopbridge.syncify(load_table, worker="default")  # type: ignore[call-overload]
     with pytest.raises(ValueError, match=r"timeout=...\) expects a positive number"):
         loopbridge.syncify(load_table, timeout=-1)

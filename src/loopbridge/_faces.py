@@ -343,7 +343,11 @@ def _sync_method(face: SyncFace[Any], name: str, method: Callable[..., Any]) -> 
             args = _unwrap_args(args, kwargs)
         if asyncgen:
             return _iterate(method(*args, **kwargs), worker, timeout, name)
-        value = _block(w, method(*args, **kwargs), timeout, name)
+        result = w._call_blocking(method(*args, **kwargs), timeout, name)  # _block, inlined
+        if result.exc is not None:
+            exc, result.exc = result.exc, None
+            raise exc
+        value = result.value
         return value if type(value) in _PLAIN else _wrap(value, worker, timeout)
 
     return call
