@@ -36,14 +36,14 @@ def test_notebook_runs_and_matches_its_stored_outputs(path: Path, tmp_path: Path
         fresh, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
     client.execute()  # raises CellExecutionError on the first failing cell
-    code = [(a, b) for a, b in zip(stored.cells, fresh.cells) if a.cell_type == "code"]
+    code = [(a, b) for a, b in zip(stored.cells, fresh.cells, strict=True) if a.cell_type == "code"]
     assert code, f"{path.name} has no code cells"
     for i, (old, new) in enumerate(code):
         assert visible(new) == visible(old), (
             f"{path.name}, code cell {i}: output differs from the stored one; "
             "re-run `make notebooks` if the change is intended"
         )
-    assert all(visible(new) or not new.source.strip() for _, new in code[:1])
+    assert sum(len(visible(new)) for _, new in code) >= 5, "the stored outputs are missing"
 
 
 def test_there_is_a_worked_example() -> None:
