@@ -118,3 +118,30 @@ def test_a_session_made_on_the_kernel_loop_is_explained(kernel: Kernel, http_url
     assert "loopbridge:" in text, text
     assert "kernel" in text.lower() or "different loop" in text.lower(), text
     kernel.ok("await s.close()")
+
+
+@pytest.mark.services
+def test_loop_local_aiohttp_sessions_are_closed_with_their_loops(http_url: str) -> None:
+    """One session per loop (the worker's, and each asyncio.run's), none left unclosed."""
+    pytest.importorskip("aiohttp")
+    proc = run_script(
+        f"""
+        import asyncio, aiohttp, loopbridge
+        session = loopbridge.loop_local(aiohttp.ClientSession)
+
+        async def get(path):
+            async with session().get({http_url!r} + path) as r:
+                return (await r.json())["path"], id(session())
+
+        a = loopbridge.run_sync(get("/a"))
+        b = loopbridge.run_sync(get("/b"))
+        c = asyncio.run(get("/c"))          # a fresh loop: its own session, closed at its end
+        assert a[1] == b[1] != c[1], (a, b, c)
+        print(a[0], b[0], c[0])
+        """,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["/a", "/b", "/c"]
+    # PYTHONDEVMODE=1: aiohttp reports "Unclosed client session" on stderr otherwise
+    assert proc.stderr == "", proc.stderr
