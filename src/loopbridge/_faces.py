@@ -299,7 +299,7 @@ class SyncFace(Generic[T]):
             return method
         value = getattr(aio, name)
         if kind == _PLAIN_METHOD:
-            method = _sync_plain_method(self, name, value)
+            method = _sync_method(self, name, value, plain=True)
             object.__setattr__(self, name, method)
             return method
         worker, timeout = self._lb_worker, self._lb_timeout
@@ -313,7 +313,7 @@ class SyncFace(Generic[T]):
             if _is_coroutine_function(value) or inspect.isasyncgenfunction(value):
                 return _sync_method(self, name, value)
             if inspect.ismethod(value) or inspect.isfunction(value) or inspect.isbuiltin(value):
-                return _sync_plain_method(self, name, value)
+                return _sync_method(self, name, value, plain=True)
         return _wrap(value, worker, timeout)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -329,45 +329,31 @@ class SyncFace(Generic[T]):
         return f"<sync face of {self._lb_aio!r}>"
 
 
-def _sync_method(face: SyncFace[Any], name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+def _sync_method(
+    face: SyncFace[Any], name: str, method: Callable[..., Any], *, plain: bool = False
+) -> Callable[..., Any]:
+    """The sync version of *method*; *plain*: not ``async def``, so its call runs on the loop."""
     worker, timeout = face._lb_worker, face._lb_timeout
     asyncgen = inspect.isasyncgenfunction(method)
+    instead = f"`face.aio.{name}(...)`" if plain else f"`await face.aio.{name}(...)`"
 
     @functools.wraps(method)
     def call(*args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
         w = _worker_of(worker)
         if _get_running_loop() is not None:
-            _warn_if_blocking_a_loop(w, f"{name}()", f"`await face.aio.{name}(...)`")
+            _warn_if_blocking_a_loop(w, f"{name}()", instead)
         if args or kwargs:
             args = _unwrap_args(args, kwargs)
         if asyncgen:
             return _iterate(method(*args, **kwargs), worker, timeout, name)
-        result = w._call_blocking(method(*args, **kwargs), timeout, name)  # _block, inlined
+        aw = _call_on_loop(method, args, kwargs) if plain else method(*args, **kwargs)
+        result = w._call_blocking(aw, timeout, name)  # _block, inlined: the hot path
         if result.exc is not None:
             exc, result.exc = result.exc, None
             raise exc
         value = result.value
         return value if type(value) in _PLAIN else _wrap(value, worker, timeout)
-
-    return call
-
-
-def _sync_plain_method(
-    face: SyncFace[Any], name: str, method: Callable[..., Any]
-) -> Callable[..., Any]:
-    worker, timeout = face._lb_worker, face._lb_timeout
-
-    @functools.wraps(method)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        __tracebackhide__ = True
-        w = _worker_of(worker)
-        if _get_running_loop() is not None:
-            _warn_if_blocking_a_loop(w, f"{name}()", f"`face.aio.{name}(...)`")
-        if args or kwargs:
-            args = _unwrap_args(args, kwargs)
-        value = _block(w, _call_on_loop(method, args, kwargs), timeout, name)
-        return _wrap(value, worker, timeout)
 
     return call
 
