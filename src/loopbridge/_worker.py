@@ -80,7 +80,7 @@ def _warn(message: str, category: type[Warning] = LoopBridgeWarning) -> None:
     if sys.version_info >= (3, 12):
         warnings.warn(message, category, skip_file_prefixes=(_PKG_DIR,))
         return
-    level = 1
+    level = 2  # stacklevel 2 is our caller, frame 1 here
     frame = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
         frame = frame.f_back  # type: ignore[assignment]
