@@ -151,6 +151,20 @@ def test_gather_sync_error_closes_coroutines_that_never_started(
         loopbridge.gather_sync(fail(), *(never() for _ in range(5)), concurrency=1, worker=worker)
 
 
+def test_called_from_a_coroutine_warns_at_the_callers_line(worker: loopbridge.WorkerLoop) -> None:
+    async def one(x: int) -> int:
+        return x
+
+    async def main() -> list[int]:
+        return loopbridge.map_sync(one, [1, 2], worker=worker)
+
+    with pytest.warns(
+        loopbridge.LoopBridgeWarning, match=r"map_sync\(\) blocks the event loop"
+    ) as rec:
+        assert asyncio.run(main()) == [1, 2]
+    assert rec[0].filename == __file__
+
+
 def test_bad_input_is_explained(worker: loopbridge.WorkerLoop) -> None:
     async def one(x: int) -> int:
         return x

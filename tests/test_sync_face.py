@@ -276,8 +276,9 @@ def test_calls_from_a_coroutine_on_another_loop_warn(db: loopbridge.SyncFace[Poo
     async def main() -> object:
         return db.fetch("q")
 
-    with pytest.warns(loopbridge.LoopBridgeWarning, match=r"await face.aio.fetch\(...\)"):
+    with pytest.warns(loopbridge.LoopBridgeWarning, match=r"await face.aio.fetch\(...\)") as rec:
         assert asyncio.run(main())[0] == (0, "q")
+    assert rec[0].filename == __file__  # the caller's line, not loopbridge's
 
 
 def test_many_threads_share_one_face(db: loopbridge.SyncFace[Pool]) -> None:

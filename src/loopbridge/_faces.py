@@ -17,15 +17,13 @@ import inspect
 import logging
 import sys
 import threading
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from . import _bridge
 from ._awaitables import _is_coroutine_function, describe
-from ._errors import LoopBridgeWarning
-from ._worker import _CLOSED, _CLOSING, WorkerLoop
+from ._worker import _CLOSED, _CLOSING, _PKG_DIR, WorkerLoop, _warn
 
 __all__ = ["SyncFace", "sync_face", "syncify"]
 
@@ -47,12 +45,7 @@ _END = object()
 
 
 def _worker_of(worker: WorkerLoop | None) -> WorkerLoop:
-    if worker is not None:
-        return worker
-    default = _bridge._default
-    if default is None or default._state in (_CLOSING, _CLOSED):
-        return _bridge.default_worker()
-    return default
+    return worker if worker is not None else _bridge.default_worker()
 
 
 def _check_options(worker: object, timeout: object, api: str) -> None:
@@ -79,7 +72,9 @@ def _warn_if_blocking_a_loop(worker: WorkerLoop, what: str, instead: str) -> Non
     loop = _get_running_loop()
     if loop is None or threading.get_ident() == worker._thread_id:
         return  # a plain thread, or the worker itself (the core raises DeadlockError)
-    frame = sys._getframe(2)
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
     for _ in range(64):
         if frame is None:
             return
@@ -92,12 +87,10 @@ def _warn_if_blocking_a_loop(worker: WorkerLoop, what: str, instead: str) -> Non
     else:
         return
     coro_name = getattr(code, "co_qualname", code.co_name)
-    warnings.warn(
+    _warn(
         f"{what} blocks the event loop running in this thread ({type(loop).__name__}, "
         f"in coroutine {coro_name}()) until it returns: every other task on that loop "
-        f"stalls meanwhile. In async code, await the async original instead: {instead}.",
-        LoopBridgeWarning,
-        stacklevel=3,
+        f"stalls meanwhile. In async code, await the async original instead: {instead}."
     )
 
 
@@ -443,17 +436,24 @@ _face_classes: dict[type, type[SyncFace[Any]]] = {}
 
 
 def _callable_type(tp: type) -> bool:
-    return tp is not type and "__call__" in dir(tp) and not issubclass(tp, type)
+    return "__call__" in dir(tp) and not issubclass(tp, type)
+
+
+def _aenter(self: SyncFace[Any]) -> Any:
+    __tracebackhide__ = True
+    aio: Any = self._lb_aio
+    w = _worker_of(self._lb_worker)
+    _warn_if_blocking_a_loop(w, "entering `with`", "`async with face.aio`")
+    return _block(w, aio.__aenter__(), self._lb_timeout, f"{type(aio).__name__}.__aenter__")
 
 
 def _enter(self: SyncFace[Any]) -> Any:
     __tracebackhide__ = True
-    aio = self._lb_resolved_aio()
-    w = _worker_of(self._lb_worker)
-    _warn_if_blocking_a_loop(w, "entering `with`", "`async with face.aio`")
-    value = _block(w, aio.__aenter__(), self._lb_timeout, f"{type(aio).__name__}.__aenter__")  # type: ignore[attr-defined]
+    value = _aenter(self)
     # `async with x as y` usually gives x itself: keep the same face then.
-    return self if value is aio else _wrap_resource(value, self._lb_worker, self._lb_timeout)
+    if value is self._lb_aio:
+        return self
+    return _wrap_resource(value, self._lb_worker, self._lb_timeout)
 
 
 def _exit(
@@ -463,10 +463,10 @@ def _exit(
     tb: TracebackType | None,
 ) -> bool:
     __tracebackhide__ = True
-    aio = self._lb_resolved_aio()
+    aio: Any = self._lb_aio
     w = _worker_of(self._lb_worker)
     return bool(
-        _block(w, aio.__aexit__(et, ev, tb), self._lb_timeout, f"{type(aio).__name__}.__aexit__")  # type: ignore[attr-defined]
+        _block(w, aio.__aexit__(et, ev, tb), self._lb_timeout, f"{type(aio).__name__}.__aexit__")
     )
 
 
@@ -515,7 +515,9 @@ class _Pending(SyncFace[Any]):
             aio = self._lb_aio
             w = _worker_of(self._lb_worker)
             result = _block(w, _await(aio), self._lb_timeout, type(aio).__name__)
-            result = _wrap_resolved(result, aio, self._lb_worker, self._lb_timeout)
+            # a plain face even if it is a handle again: a redis pipeline awaited
+            # or entered gives itself, and resolving it again would never end
+            result = _wrap_resource(result, self._lb_worker, self._lb_timeout)
             object.__setattr__(self, "_lb_result", result)
         return result
 
@@ -534,25 +536,10 @@ class _Pending(SyncFace[Any]):
             raise TypeError(
                 f"{describe(aio)} is not an async context manager; use it without `with`."
             )
-        w = _worker_of(self._lb_worker)
-        _warn_if_blocking_a_loop(w, "entering `with`", "`async with face.aio`")
-        value = _block(w, aio.__aenter__(), self._lb_timeout, f"{type(aio).__name__}.__aenter__")
-        return _wrap_resolved(value, aio, self._lb_worker, self._lb_timeout)
+        # a plain face even if it gives itself (see _lb_await)
+        return _wrap_resource(_aenter(self), self._lb_worker, self._lb_timeout)
 
-    def __exit__(
-        self,
-        et: type[BaseException] | None,
-        ev: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        __tracebackhide__ = True
-        aio = self._lb_aio
-        w = _worker_of(self._lb_worker)
-        return bool(
-            _block(
-                w, aio.__aexit__(et, ev, tb), self._lb_timeout, f"{type(aio).__name__}.__aexit__"
-            )
-        )
+    __exit__ = _exit
 
     def __iter__(self) -> Iterator[Any]:
         aio = self._lb_aio
@@ -563,17 +550,6 @@ class _Pending(SyncFace[Any]):
     def __repr__(self) -> str:
         state = "not awaited yet" if self._lb_result is _END else f"= {self._lb_result!r}"
         return f"<sync face of {self._lb_aio!r} ({state})>"
-
-
-def _wrap_resolved(
-    value: Any, handle: object, worker: WorkerLoop | None, timeout: float | None
-) -> Any:
-    """Wrap what a handle gave, as a plain face if it is a handle again.
-
-    A redis pipeline, entered or awaited, gives itself: giving a handle's face
-    again would resolve it again, forever.
-    """
-    return _wrap_resource(value, worker, timeout)
 
 
 def _wrap_resource(value: Any, worker: WorkerLoop | None, timeout: float | None) -> Any:
