@@ -165,6 +165,18 @@ def test_called_from_a_coroutine_warns_at_the_callers_line(worker: loopbridge.Wo
     assert rec[0].filename == __file__
 
 
+def test_deadlock_is_not_reported_as_an_interrupt(worker: loopbridge.WorkerLoop) -> None:
+    async def one(x: int) -> int:
+        return x
+
+    async def inside() -> list[int]:
+        return loopbridge.map_sync(one, [1], worker=worker)
+
+    with pytest.raises(loopbridge.DeadlockError) as info:
+        worker.run_sync(inside(), timeout=5)
+    assert "interrupted" not in "\n".join([str(info.value), *getattr(info.value, "__notes__", [])])
+
+
 def test_bad_input_is_explained(worker: loopbridge.WorkerLoop) -> None:
     async def one(x: int) -> int:
         return x

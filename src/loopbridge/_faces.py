@@ -94,9 +94,15 @@ def _warn_if_blocking_a_loop(worker: WorkerLoop, what: str, instead: str) -> Non
     )
 
 
-def _block(worker: WorkerLoop, awaitable: object, timeout: float | None, api: str) -> Any:
+def _block(
+    worker: WorkerLoop,
+    awaitable: object,
+    timeout: float | None,
+    api: str,
+    on_tick: Callable[[], None] | None = None,
+) -> Any:
     __tracebackhide__ = True
-    call = worker._call_blocking(awaitable, timeout, api)
+    call = worker._call_blocking(awaitable, timeout, api, on_tick)
     if call.exc is not None:
         exc, call.exc = call.exc, None
         raise exc

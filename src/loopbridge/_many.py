@@ -19,7 +19,13 @@ from typing import Any, TypeVar
 
 from ._awaitables import _is_coroutine_function, describe
 from ._errors import BridgeTimeoutError, _add_note
-from ._faces import _check_options, _get_running_loop, _warn_if_blocking_a_loop, _worker_of
+from ._faces import (
+    _block,
+    _check_options,
+    _get_running_loop,
+    _warn_if_blocking_a_loop,
+    _worker_of,
+)
 from ._worker import WorkerLoop
 
 __all__ = ["gather_sync", "map_sync"]
@@ -216,20 +222,18 @@ def _run(
         concurrency = max(1, min(concurrency, total))
     coro = _run_all(items, make, concurrency, ordered, return_exceptions, state, api)
     try:
-        call = w._call_blocking(coro, timeout, api, on_tick)
-    except BaseException as exc:  # Ctrl-C: the core cancelled the runners before this
+        return _block(w, coro, timeout, api, on_tick)  # type: ignore[no-any-return]
+    except BridgeTimeoutError as exc:
+        _add_note(exc, f"loopbridge: {api}() timed out: {state.summary()}.")
+        raise
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+        # Ctrl-C: the core cancelled the runners before this
         _add_note(exc, f"loopbridge: {api}() was interrupted: {state.summary()}.")
         raise
     finally:
         if bar is not None:
             on_tick()
             bar.close()
-    if call.exc is not None:
-        error, call.exc = call.exc, None
-        if isinstance(error, BridgeTimeoutError):
-            _add_note(error, f"loopbridge: {api}() timed out: {state.summary()}.")
-        raise error
-    return call.value  # type: ignore[no-any-return]
 
 
 def map_sync(
