@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +38,31 @@ def run_script(
         env=full_env,
         cwd=ROOT,
     )
+
+
+def start_script(code: str) -> subprocess.Popen[str]:
+    """Start *code* unbuffered in a fresh interpreter, for tests that signal it."""
+    return subprocess.Popen(
+        [sys.executable, "-u", "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 15) -> None:
+    """Read *proc*'s stdout until a line contains *text*; kill it and fail if it never does."""
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if text in line:
+            return
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError(f"never saw {text!r}; stderr: {proc.stderr.read() if proc.stderr else ''}")
 
 
 @contextmanager

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import time
 
 import pytest
-from tests.conftest import ROOT
+from tests.conftest import start_script, wait_for_line
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
 
@@ -57,35 +56,12 @@ def call():
 """
 
 
-def _start(code: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-u", "-c", code],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-
-
-def _wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if text in line:
-            return
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise AssertionError(f"never saw {text!r}; stderr: {proc.stderr.read() if proc.stderr else ''}")
-
-
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("caller", [PLAIN, INSIDE_LOOP], ids=["plain", "inside-running-loop"])
 def test_real_sigint_cancels_remote_task(caller: str) -> None:
-    proc = _start(textwrap.dedent(SCRIPT).replace("{caller}", textwrap.dedent(caller)))
+    proc = start_script(textwrap.dedent(SCRIPT).replace("{caller}", textwrap.dedent(caller)))
     try:
-        _wait_for_line(proc, "started")
+        wait_for_line(proc, "started")
         time.sleep(0.2)
         os.kill(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=20)
@@ -125,11 +101,11 @@ def test_second_sigint_abandons_the_grace_wait() -> None:
             print("interrupted after %.1fs" % (time.monotonic() - t0), flush=True)
         """
     )
-    proc = _start(code)
+    proc = start_script(code)
     try:
-        _wait_for_line(proc, "started")
+        wait_for_line(proc, "started")
         os.kill(proc.pid, signal.SIGINT)
-        _wait_for_line(proc, "cleanup hangs")
+        wait_for_line(proc, "cleanup hangs")
         time.sleep(0.3)
         os.kill(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=20)

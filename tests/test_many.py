@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Iterator
 
 import pytest
-from tests.conftest import ROOT
+from tests.conftest import start_script, wait_for_line
 
 import loopbridge
 
@@ -261,16 +260,9 @@ def test_ctrl_c_cancels_the_rest_and_says_how_many_finished() -> None:
             print("cancelled:", cancelled)
         """
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = start_script(code)
     try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
+        wait_for_line(proc, "ready")
         time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=15)
