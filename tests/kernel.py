@@ -83,11 +83,22 @@ class Kernel:
 
 
 @contextmanager
-def running_kernel(startup_timeout: float = 60) -> Iterator[Kernel]:
+def running_kernel(
+    startup_timeout: float = 60,
+    extra_arguments: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[Kernel]:
     jupyter_client = pytest.importorskip("jupyter_client")
     pytest.importorskip("ipykernel")
     km = jupyter_client.KernelManager(kernel_name="python3")
-    km.start_kernel(extra_arguments=["--HistoryManager.enabled=False"])
+    kwargs: dict[str, Any] = {}
+    if env is not None:
+        import os
+
+        kwargs["env"] = {**os.environ, **env}
+    km.start_kernel(
+        extra_arguments=["--HistoryManager.enabled=False", *(extra_arguments or [])], **kwargs
+    )
     kc = km.client()
     kc.start_channels()
     try:

@@ -16,12 +16,17 @@ Example::
     loopbridge.map_sync(fetch, range(100), concurrency=10, progress=True)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._bridge import default_worker, run_sync, submit
 from ._errors import DeadlockError, LoopBridgeError, LoopBridgeWarning, WorkerClosedError
 from ._faces import SyncFace, sync_face, syncify
 from ._loop_local import LoopLocal, loop_local
 from ._many import gather_sync, map_sync
 from ._worker import WorkerLoop
+
+if TYPE_CHECKING:
+    from ._tools import cancel_tasks, inspect_loops, inspect_tasks, where_task
 
 __all__ = [
     "DeadlockError",
@@ -31,14 +36,64 @@ __all__ = [
     "SyncFace",
     "WorkerClosedError",
     "WorkerLoop",
+    "cancel_tasks",
     "default_worker",
     "gather_sync",
+    "inspect_loops",
+    "inspect_tasks",
+    "load_ipython_extension",
     "loop_local",
     "map_sync",
     "run_sync",
     "submit",
     "sync_face",
     "syncify",
+    "unload_ipython_extension",
+    "where_task",
 ]
 
 __version__ = "0.1.0"
+
+# The inspection tools and the IPython extension load on first use, so that
+# `import loopbridge` stays light (no IPython, no traitlets).
+_LAZY = {
+    "inspect_loops": "_tools",
+    "inspect_tasks": "_tools",
+    "where_task": "_tools",
+    "cancel_tasks": "_tools",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'loopbridge' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """Called by ``%load_ext loopbridge``; see :mod:`loopbridge.ipython`.
+
+    Example::
+
+        %load_ext loopbridge
+    """
+    from .ipython import load_ipython_extension as load
+
+    load(ip)
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    """Called by ``%unload_ext loopbridge``: undoes everything loading changed.
+
+    Example::
+
+        %unload_ext loopbridge
+    """
+    from .ipython import unload_ipython_extension as unload
+
+    unload(ip)

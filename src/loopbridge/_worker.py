@@ -61,6 +61,9 @@ _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
 # Every WorkerLoop, for fork handling and the clean close at interpreter exit.
 _all_workers: weakref.WeakSet[WorkerLoop] = weakref.WeakSet()
+# Called with each new worker loop, in its thread, before it runs (the IPython
+# extension installs its task-tracking factory this way). Empty by default.
+_new_loop_hooks: list[Callable[[asyncio.AbstractEventLoop], None]] = []
 # Loops and threads inherited through fork. Never closed in the child: closing
 # would unregister the parent's file descriptors from a shared epoll instance.
 _abandoned: list[object] = []
@@ -597,13 +600,17 @@ class WorkerLoop:
             self._finish(call)
             return
         try:
-            if _EAGER and loop.get_task_factory() is None:
+            factory = loop.get_task_factory()
+            if _EAGER and factory is None:
                 task: asyncio.Task[Any] = asyncio.Task(
                     coro,
                     loop=loop,
                     context=call.ctx,
                     eager_start=True,  # type: ignore[call-arg]
                 )
+            elif _EAGER and getattr(factory, "__loopbridge_eager__", False):
+                # our own recording factory (the IPython extension): keeps eager start
+                task = factory(loop, coro, context=call.ctx, eager_start=True)  # type: ignore[misc,call-arg]
             elif _TASK_CONTEXT:
                 task = loop.create_task(coro, context=call.ctx)  # type: ignore[call-arg,unused-ignore]
             else:
@@ -760,6 +767,11 @@ class WorkerLoop:
                 f"loop_factory {factory!r} returned a loop that is already "
                 f"{'running' if loop.is_running() else 'closed'}; it must return a new one."
             )
+        for hook in list(_new_loop_hooks):
+            try:
+                hook(loop)
+            except Exception:
+                log.exception("new-loop hook %r failed", hook)
         return loop
 
     def _thread_main(self, started: threading.Event, box: list[Any]) -> None:

@@ -1,0 +1,386 @@
+"""What the ``%aio`` magics return: text for terminals, HTML for notebooks, data.
+
+Every view holds plain records (strings and numbers), never a task or a frame.
+HTML is escaped and uses ``<details>`` for stacks, so it needs no JavaScript.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+from ._inspect import CancelOutcome, FrameInfo, LoopSnapshot, Snapshot, TaskSnapshot, TaskTrace
+
+__all__ = ["CancelView", "LoopsView", "TasksView", "WhereView"]
+
+_CELL_MAX = 60
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "?"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return _age(value)
+    if isinstance(value, tuple):
+        return ", ".join(map(str, value)) if value else "-"
+    return str(value)
+
+
+def _age(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _clip(text: str, width: int = _CELL_MAX) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    cells = [[_clip(c) for c in r] for r in rows]
+    widths = [len(h) for h in headers]
+    for r in cells:
+        for i, c in enumerate(r):
+            widths[i] = max(widths[i], len(c))
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line.rstrip(), "  ".join("-" * w for w in widths)]
+    out.extend("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
+    return "\n".join(out)
+
+
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    esc = html.escape
+    head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td style='text-align:left'>{esc(c)}</td>" for c in r) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _stack_text(frames: Sequence[FrameInfo]) -> str:
+    lines = []
+    for f in frames:
+        lines.append(f"  {f}")
+        if f.line:
+            lines.append(f"    {f.line}")
+    return "\n".join(lines)
+
+
+def _stack_html(title: str, frames: Sequence[FrameInfo]) -> str:
+    return (
+        f"<details><summary>{html.escape(title)}</summary>"
+        f"<pre>{html.escape(_stack_text(frames))}</pre></details>"
+    )
+
+
+class _View:
+    """Shared behaviour: ``repr`` is the text view; data via records/DataFrame."""
+
+    def to_records(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def to_dataframe(self) -> Any:
+        """The records as a pandas DataFrame (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError(
+                "to_dataframe() needs pandas: pip install pandas (or use .to_records())"
+            ) from None
+        return pd.DataFrame(self.to_records())
+
+    def text(self) -> str:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return self.text()
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.text())
+
+
+_LOOP_HEADERS = ("loop", "role", "class", "thread", "running", "debug", "tasks")
+
+
+class LoopsView(_View):
+    """The event loops of the process (``%aio loops``).
+
+    Example::
+
+        view = loopbridge.inspect_loops()
+        view.to_records()[0]["thread"]       # 'MainThread'
+    """
+
+    def __init__(self, loops: Sequence[LoopSnapshot], hidden: int = 0) -> None:
+        self.loops = tuple(loops)
+        self.hidden = hidden
+
+    def _rows(self) -> list[list[str]]:
+        return [
+            [
+                lp.label + (" (this cell)" if lp.current else ""),
+                lp.role,
+                lp.cls,
+                lp.thread,
+                "closed" if lp.closed else _fmt(lp.running),
+                _fmt(lp.debug),
+                str(lp.tasks),
+            ]
+            for lp in self.loops
+        ]
+
+    def _footer(self) -> str:
+        if not self.hidden:
+            return ""
+        return f"{self.hidden} kernel-internal loop(s) hidden; %aio loops --all shows them"
+
+    def text(self) -> str:
+        if not self.loops:
+            return "no event loops found"
+        foot = self._footer()
+        return text_table(_LOOP_HEADERS, self._rows()) + (f"\n{foot}" if foot else "")
+
+    def _repr_html_(self) -> str:
+        foot = self._footer()
+        return html_table(_LOOP_HEADERS, self._rows()) + (
+            f"<p>{html.escape(foot)}</p>" if foot else ""
+        )
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "loop": lp.label,
+                "role": lp.role,
+                "class": lp.cls,
+                "thread": lp.thread,
+                "running": lp.running,
+                "closed": lp.closed,
+                "debug": lp.debug,
+                "tasks": lp.tasks,
+                "current": lp.current,
+            }
+            for lp in self.loops
+        ]
+
+
+_TASK_HEADERS = ("id", "name", "loop", "state", "age", "cell", "coroutine", "suspended at",
+                 "waits on", "awaited by")
+_GROUP_HEADERS = ("coroutine", "tasks", "states", "loops", "example", "suspended at", "waits on")
+
+
+class TasksView(_View):
+    """A table of tasks across loops (``%aio tasks``), one page at a time.
+
+    ``rows`` are every task that matched; the page shown is ``page`` of
+    ``per_page`` rows. ``.page(n)`` gives another page; ``.to_records()`` gives
+    every matched row (rows off the page have no location/waits-on/awaited-by
+    unless the snapshot was taken with full details).
+
+    Example::
+
+        view = loopbridge.inspect_tasks(name="fetch")
+        view.to_records()[0]["state"]         # 'pending'
+    """
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        rows: Sequence[TaskSnapshot],
+        *,
+        page: int = 1,
+        per_page: int = 50,
+        group: bool = False,
+        hidden: int = 0,
+        groups: Sequence[tuple[str, list[TaskSnapshot], TaskSnapshot]] = (),
+    ) -> None:
+        self.snapshot = snapshot
+        self.rows = tuple(rows)
+        self.per_page = max(1, per_page)
+        self.pages = max(1, -(-len(self.rows) // self.per_page)) if not group else 1
+        self.page_no = min(max(1, page), self.pages)
+        self.group = group
+        self.hidden = hidden
+        self.groups = tuple(groups)
+
+    def page(self, n: int) -> TasksView:
+        """The same rows, page *n*."""
+        return TasksView(
+            self.snapshot, self.rows, page=n, per_page=self.per_page, group=self.group,
+            hidden=self.hidden, groups=self.groups,
+        )
+
+    @property
+    def shown(self) -> tuple[TaskSnapshot, ...]:
+        start = (self.page_no - 1) * self.per_page
+        return self.rows[start : start + self.per_page]
+
+    def _task_rows(self) -> list[list[str]]:
+        return [
+            [
+                t.id,
+                t.name,
+                t.loop,
+                t.state,
+                _fmt(t.age) if t.age is not None else "?",
+                f"In[{t.cell}]" if t.cell is not None else "-",
+                t.coro,
+                _fmt(t.location),
+                _fmt(t.waits_on),
+                _fmt(t.awaited_by),
+            ]
+            for t in self.shown
+        ]
+
+    def _group_rows(self) -> list[list[str]]:
+        out = []
+        for coro, members, example in self.groups:
+            states: dict[str, int] = {}
+            loops: dict[str, int] = {}
+            for m in members:
+                states[m.state] = states.get(m.state, 0) + 1
+                loops[m.loop] = loops.get(m.loop, 0) + 1
+            out.append(
+                [
+                    coro,
+                    str(len(members)),
+                    ", ".join(f"{k} {v}" for k, v in sorted(states.items())),
+                    ", ".join(sorted(loops)),
+                    f"{example.id} {example.name}",
+                    _fmt(example.location),
+                    _fmt(example.waits_on),
+                ]
+            )
+        return out
+
+    def _notes(self) -> list[str]:
+        notes = []
+        n = len(self.rows)
+        if self.group:
+            notes.append(f"{n} task(s) in {len(self.groups)} group(s)")
+        elif n > self.per_page:
+            start = (self.page_no - 1) * self.per_page
+            notes.append(
+                f"rows {start + 1}-{start + len(self.shown)} of {n} (page {self.page_no}/"
+                f"{self.pages}): --page N or view.page(N) for more, --group to summarise"
+            )
+        else:
+            notes.append(f"{n} task(s)")
+        if self.hidden:
+            notes.append(f"{self.hidden} kernel-internal task(s) hidden (--all shows them)")
+        for label in self.snapshot.best_effort:
+            notes.append(
+                f"loop {label} did not answer in time (blocked?): its rows are a best-effort "
+                "read from another thread; its thread's stack is below"
+            )
+        return notes
+
+    def text(self) -> str:
+        if self.group:
+            body = text_table(_GROUP_HEADERS, self._group_rows())
+        elif self.rows:
+            body = text_table(_TASK_HEADERS, self._task_rows())
+        else:
+            body = "no tasks match"
+        parts = [body, *self._notes()]
+        for label, frames in self.snapshot.best_effort.items():
+            parts.append(f"stack of blocked loop {label}:\n{_stack_text(frames)}")
+        return "\n".join(parts)
+
+    def _repr_html_(self) -> str:
+        if self.group:
+            body = html_table(_GROUP_HEADERS, self._group_rows())
+        elif self.rows:
+            body = html_table(_TASK_HEADERS, self._task_rows())
+        else:
+            body = "<p>no tasks match</p>"
+        notes = "".join(f"<p>{html.escape(n)}</p>" for n in self._notes())
+        stacks = "".join(
+            _stack_html(f"stack of blocked loop {label}", frames)
+            for label, frames in self.snapshot.best_effort.items()
+        )
+        return body + notes + stacks
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [t._asdict() for t in self.rows]
+
+
+class WhereView(_View):
+    """The await chain of one task (``%aio where``): down, then awaited-by up."""
+
+    def __init__(self, trace: TaskTrace) -> None:
+        self.trace = trace
+
+    def _up_lines(self, tree: Sequence[Any], depth: int = 1) -> list[str]:
+        out = []
+        for sid, name, parents in tree:
+            out.append("  " * depth + f"<- {sid} {name}")
+            out.extend(self._up_lines(parents, depth + 1))
+        return out
+
+    def text(self) -> str:
+        t = self.trace.task
+        parts = [f"task {t.id} {t.name} on {t.loop}: {t.state}, coroutine {t.coro}"]
+        for title, frames, what in self.trace.chain:
+            parts.append(f"{title}:")
+            parts.append(_stack_text(frames) or "  (no frames: not started, or not Python)")
+            parts.append(f"  waits on: {what}")
+        up = self._up_lines(self.trace.awaited_by)
+        parts.append("awaited by:" if up else "awaited by: no task is known to await it")
+        parts.extend(up)
+        parts.extend(self.trace.notes)
+        return "\n".join(parts)
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        t = self.trace.task
+        out = [f"<p><b>task {esc(t.id)} {esc(t.name)}</b> on {esc(t.loop)}: {esc(t.state)}</p>"]
+        for i, (title, frames, what) in enumerate(self.trace.chain):
+            out.append(_stack_html(f"{title} - waits on {what}", frames).replace(
+                "<details>", "<details open>" if i == 0 else "<details>", 1))
+        up = self._up_lines(self.trace.awaited_by)
+        out.append(f"<pre>{esc(chr(10).join(['awaited by:', *up]) if up else 'awaited by: none known')}</pre>")
+        out.extend(f"<p>{esc(n)}</p>" for n in self.trace.notes)
+        return "".join(out)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [
+            {"task": title, "filename": f.filename, "lineno": f.lineno, "function": f.function,
+             "line": f.line, "waits_on": what}
+            for title, frames, what in self.trace.chain
+            for f in frames
+        ]
+
+
+class CancelView(_View):
+    """What ``%aio cancel`` did to each task."""
+
+    def __init__(self, outcomes: Sequence[CancelOutcome], dry_run: bool) -> None:
+        self.outcomes = tuple(outcomes)
+        self.dry_run = dry_run
+
+    def _rows(self) -> list[list[str]]:
+        return [[o.id, o.name, o.loop, o.outcome] for o in self.outcomes]
+
+    def text(self) -> str:
+        if not self.outcomes:
+            return "no task matched: nothing cancelled"
+        return text_table(("id", "name", "loop", "outcome"), self._rows())
+
+    def _repr_html_(self) -> str:
+        if not self.outcomes:
+            return "<p>no task matched: nothing cancelled</p>"
+        return html_table(("id", "name", "loop", "outcome"), self._rows())
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [
+            {"id": o.id, "name": o.name, "loop": o.loop, "outcome": o.outcome}
+            for o in self.outcomes
+        ]

@@ -1,0 +1,489 @@
+"""The IPython extension: ``%load_ext loopbridge``.
+
+Loading it:
+
+* prints one line: the loop the cells run on, the worker's state, and any
+  warning that matters (asyncio patched by ``nest_asyncio``);
+* adds the ``%aio`` magic (``loops``, ``tasks``, ``where``, ``cancel``,
+  ``one-loop``, ``reroute``) and the ``%%aio run`` cell magic;
+* records when, and in which cell, each task is created (a task factory on
+  the kernel loop and the worker loops; set ``LoopBridge.track_tasks=False``
+  to skip it);
+* offers, opt-in: one loop for the whole notebook (``LoopBridge.one_loop``)
+  and rerouting ``asyncio.run`` calls made while the kernel loop runs
+  (``LoopBridge.reroute_asyncio_run``).
+
+``%unload_ext loopbridge`` undoes all of it. Configure with ``%config
+LoopBridge.one_loop = True`` or in ``ipython_config.py``::
+
+    c.InteractiveShellApp.extensions = ["loopbridge"]
+    c.LoopBridge.one_loop = True
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import asyncio
+import inspect
+import shlex
+import sys
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from traitlets import Bool, Float, Int, observe
+from traitlets.config import Configurable
+
+from . import _inspect, _worker
+from ._bridge import default_worker
+from ._tools import SORT_KEYS, STATES, cancel_tasks, inspect_loops, inspect_tasks, where_task
+
+__all__ = [
+    "LoopBridge",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+    "worker_runner",
+]
+
+T = TypeVar("T")
+
+
+def worker_runner(coro: Coroutine[Any, Any, T]) -> T:
+    """An IPython ``loop_runner`` that runs a top-level-``await`` cell on the
+    default worker loop (the one-loop mode). Ctrl-C / "Interrupt kernel"
+    cancels the cell's task there.
+
+    Example (what ``%aio one-loop on`` does)::
+
+        %autoawait loopbridge.ipython.worker_runner
+    """
+    return default_worker().run_sync(coro)
+
+
+def _nest_asyncio_warning() -> str | None:
+    """Say so if asyncio was patched by nest_asyncio / nest_asyncio2."""
+    patched = []
+    run_mod = getattr(asyncio.run, "__module__", "") or ""
+    if run_mod.startswith("nest_asyncio"):
+        patched.append(run_mod.split(".")[0])
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not None and getattr(loop, "_nest_patched", False) and not patched:
+        patched.append("nest_asyncio")
+    if not patched:
+        return None
+    return (
+        f"asyncio is patched by {patched[0]}: it re-enters the running loop, so a blocking "
+        "call inside freezes every other task on it, uvloop and anyio stop working, and Ctrl-C "
+        "can leave work half done. loopbridge does not need it: remove the "
+        f"{patched[0]}.apply() call and restart the kernel."
+    )
+
+
+class LoopBridge(Configurable):
+    """Settings of the loopbridge IPython extension (``%config LoopBridge``)."""
+
+    one_loop = Bool(
+        False,
+        help=(
+            "Run cells that use top-level await on loopbridge's worker loop instead of the "
+            "kernel's, so objects made with `await` and objects used through sync wrappers share "
+            "one loop. Such a cell's body then runs in the worker thread."
+        ),
+    ).tag(config=True)
+    reroute_asyncio_run = Bool(
+        False,
+        help=(
+            "While the kernel loop runs, send asyncio.run(coro) calls (which would fail with "
+            "'cannot be called from a running event loop') to the worker loop. asyncio.run is "
+            "untouched in other threads and when no loop runs."
+        ),
+    ).tag(config=True)
+    track_tasks = Bool(
+        True,
+        help="Record each task's creation time and cell (a chaining task factory).",
+    ).tag(config=True)
+    banner = Bool(True, help="Print one status line when the extension loads.").tag(config=True)
+    snapshot_timeout = Float(
+        1.0, help="Seconds to wait for another loop's thread to answer a snapshot."
+    ).tag(config=True)
+    cancel_timeout = Float(
+        2.0, help="Seconds %aio cancel waits for cancelled tasks to finish."
+    ).tag(config=True)
+    page_size = Int(50, help="Rows per page of %aio tasks.").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        # Set before super().__init__: applying the config there fires the observers.
+        self._active = False
+        self.shell = shell
+        self._previous_runner: Any = None
+        self._previous_autoawait: bool | None = None
+        self._original_run: Callable[..., Any] | None = None
+        self._kernel_loop: asyncio.AbstractEventLoop | None = None
+        self._tracked: list[Any] = []  # weakrefs to loops we put our factory on
+        self._cell: int | None = None
+        super().__init__(**kwargs)
+
+    # -- one loop ---------------------------------------------------------------
+
+    @observe("one_loop")
+    def _one_loop_changed(self, change: Any) -> None:
+        if self._active:
+            self._apply_one_loop(change["new"])
+
+    def _apply_one_loop(self, on: bool) -> None:
+        shell = self.shell
+        if on:
+            if shell.loop_runner is worker_runner:
+                return
+            self._previous_runner = shell.loop_runner
+            self._previous_autoawait = shell.autoawait
+            shell.loop_runner = worker_runner
+            shell.autoawait = True
+        elif shell.loop_runner is worker_runner:
+            shell.loop_runner = self._previous_runner or "asyncio"
+            if self._previous_autoawait is not None:
+                shell.autoawait = self._previous_autoawait
+            self._previous_runner = None
+
+    # -- asyncio.run reroute -------------------------------------------------------
+
+    @observe("reroute_asyncio_run")
+    def _reroute_changed(self, change: Any) -> None:
+        if self._active:
+            self._apply_reroute(change["new"])
+
+    def _apply_reroute(self, on: bool) -> None:
+        if on:
+            if self._original_run is not None:
+                return
+            original = asyncio.run
+            kernel_loop = self._kernel_loop
+
+            def run(main: Any, *, debug: bool | None = None, **kwargs: Any) -> Any:
+                running = asyncio._get_running_loop()
+                if running is None or running is not kernel_loop or kwargs:
+                    return original(main, debug=debug, **kwargs)
+                if not asyncio.iscoroutine(main):
+                    raise ValueError(f"a coroutine was expected, got {main!r}")
+                return default_worker().run_sync(main)
+
+            run.__wrapped__ = original  # type: ignore[attr-defined]
+            run.__doc__ = original.__doc__
+            run.__loopbridge_reroute__ = True  # type: ignore[attr-defined]
+            self._original_run = original
+            asyncio.run = run
+        else:
+            original = self._original_run
+            if original is None:
+                return
+            self._original_run = None
+            if getattr(asyncio.run, "__loopbridge_reroute__", False):
+                asyncio.run = original
+            else:
+                print(
+                    "loopbridge: asyncio.run was replaced by someone else after loopbridge "
+                    "rerouted it; left as it is.",
+                    file=sys.stderr,
+                )
+
+    # -- task tracking ---------------------------------------------------------------
+
+    def _track(self, loop: asyncio.AbstractEventLoop) -> None:
+        import weakref
+
+        if _inspect.install_tracking(loop):
+            self._tracked.append(weakref.ref(loop))
+
+    def _pre_run_cell(self, info: Any) -> None:
+        count = self.shell.execution_count
+        if not getattr(info, "store_history", True):
+            self._cell = None
+        else:
+            # IPython 9 counts the cell before pre_run_cell fires; IPython 8 after.
+            self._cell = count - 1 if _COUNTS_FIRST else count
+
+    # -- load / unload -------------------------------------------------------------
+
+    def load(self) -> None:
+        shell = self.shell
+        try:
+            self._kernel_loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._kernel_loop = None
+        self._active = True
+        shell.events.register("pre_run_cell", self._pre_run_cell)
+        if self.track_tasks:
+            _inspect._current_cell = lambda: self._cell
+            if self._kernel_loop is not None:
+                self._track(self._kernel_loop)
+            for w in list(_worker._all_workers):
+                gen = w._gen
+                if gen is not None and not gen.loop.is_closed():
+                    self._track(gen.loop)
+            _worker._new_loop_hooks.append(self._track)
+        self._apply_one_loop(self.one_loop)
+        self._apply_reroute(self.reroute_asyncio_run)
+
+    def unload(self) -> None:
+        shell = self.shell
+        self._apply_one_loop(False)
+        self._apply_reroute(False)
+        self._active = False
+        try:
+            shell.events.unregister("pre_run_cell", self._pre_run_cell)
+        except ValueError:
+            pass
+        if self._track in _worker._new_loop_hooks:
+            _worker._new_loop_hooks.remove(self._track)
+        for ref in self._tracked:
+            loop = ref()
+            if loop is not None and not loop.is_closed():
+                _inspect.remove_tracking(loop)
+        self._tracked.clear()
+        _inspect._current_cell = lambda: None
+
+    def status_line(self) -> str:
+        from . import __version__
+
+        if self._kernel_loop is not None:
+            cls = _inspect._loop_class(self._kernel_loop)
+            where = f"cells run on the {cls} loop in {threading.current_thread().name}"
+        else:
+            where = "no loop runs in this thread (terminal IPython)"
+        w = default_worker()
+        worker = f"worker {w.thread_name}: {'running' if w.is_running else 'starts on first use'}"
+        modes = []
+        if self.one_loop:
+            modes.append("one-loop mode on")
+        if self.reroute_asyncio_run:
+            modes.append("asyncio.run rerouted")
+        line = f"loopbridge {__version__}: {where}; {worker}"
+        if modes:
+            line += "; " + ", ".join(modes)
+        return line + ". %aio? for help."
+
+
+def _counts_first() -> bool:
+    try:
+        import IPython
+
+        return tuple(IPython.version_info[:1]) >= (9,)
+    except Exception:  # pragma: no cover - IPython always has version_info
+        return False
+
+
+_COUNTS_FIRST = _counts_first()
+
+
+# -- the magics ----------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would exit the kernel
+        raise UsageError(f"{self.prog}: {message}\n\n{self.format_usage()}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
+        if message:
+            raise UsageError(message)
+        raise _HelpShown
+
+
+class _HelpShown(Exception):
+    pass
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="%aio", description="Inspect and control event loops and tasks.",
+                add_help=False)
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    lp = sub.add_parser("loops", help="every event loop in the process", add_help=True)
+    lp.add_argument("--all", action="store_true", help="include the kernel's own loops")
+    tp = sub.add_parser("tasks", help="a table of tasks across loops")
+    tp.add_argument("--loop", help="only loops whose label contains this (e.g. main, worker)")
+    tp.add_argument("--state", choices=STATES, help="only tasks in this state")
+    tp.add_argument("--name", help="regex over task names")
+    tp.add_argument("--coro", help="regex over coroutine names")
+    tp.add_argument("--sort", choices=SORT_KEYS, default="age", help="sort key (default: age)")
+    tp.add_argument("--reverse", action="store_true", help="reverse the sort")
+    tp.add_argument("--limit", type=int, help="rows per page (default: LoopBridge.page_size)")
+    tp.add_argument("--page", type=int, default=1, help="which page (default 1)")
+    tp.add_argument("--group", action="store_true", help="one row per coroutine")
+    tp.add_argument("--all", action="store_true", help="include kernel-internal tasks")
+    tp.add_argument("--full", action="store_true", help="detail every row, not only the page")
+    wp = sub.add_parser("where", help="the await chain of one task")
+    wp.add_argument("task", help="task id (from %%aio tasks) or name")
+    cp = sub.add_parser("cancel", help="cancel tasks, thread-safely")
+    cp.add_argument("tasks", nargs="*", help="task ids or names")
+    cp.add_argument("--match", help="regex over task names and coroutine names")
+    cp.add_argument("--dry-run", action="store_true", help="say what would be cancelled")
+    cp.add_argument("--force", action="store_true", help="also cancel kernel-internal tasks")
+    cp.add_argument("--timeout", type=float, help="seconds to wait for them to finish")
+    op = sub.add_parser("one-loop", help="top-level await on the worker loop")
+    op.add_argument("switch", choices=("on", "off", "status"), nargs="?", default="status")
+    rp = sub.add_parser("reroute", help="asyncio.run in cells goes to the worker")
+    rp.add_argument("switch", choices=("on", "off", "status"), nargs="?", default="status")
+    run = sub.add_parser("run", help="(cell magic) run this cell on the worker loop")
+    run.add_argument("--timeout", type=float, help="cancel the cell after this many seconds")
+    return p
+
+
+_PARSER = _build_parser()
+
+
+def _help_text() -> str:
+    parts = [_PARSER.format_help()]
+    sub = next(a for a in _PARSER._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        parts.append(f"\n%aio {name}: " + parser.format_help().split("\n", 1)[1])
+    parts.append(
+        "\nCell magic:\n  %%aio run [--timeout S]   run the cell (it may use await) on the "
+        "worker loop;\n                            its last expression is the result."
+    )
+    return "".join(parts)
+
+
+@magics_class
+class AioMagics(Magics):
+    """The ``%aio`` magics. Each returns an object: text in a terminal, HTML in a
+    notebook, and data through ``.to_records()`` / ``.to_dataframe()``."""
+
+    def __init__(self, shell: Any, settings: LoopBridge) -> None:
+        super().__init__(shell)
+        self.settings = settings
+
+    @line_cell_magic
+    def aio(self, line: str, cell: str | None = None) -> Any:
+        if line.strip() in ("", "-h", "--help", "help"):
+            print(_help_text())
+            return None
+        try:
+            args = _PARSER.parse_args(shlex.split(line))
+        except _HelpShown:  # a subcommand's --help, already printed
+            return None
+        except ValueError as exc:  # shlex: unbalanced quotes
+            raise UsageError(f"%aio: {exc}") from None
+        if cell is not None:
+            if args.command != "run":
+                raise UsageError(
+                    f"%%aio takes 'run' as a cell magic (got {args.command!r}); "
+                    "the other subcommands are line magics: %aio tasks, %aio where ..."
+                )
+            return self._run_cell(cell, args.timeout)
+        s = self.settings
+        try:
+            if args.command == "loops":
+                return inspect_loops(include_internal=args.all)
+            if args.command == "tasks":
+                return inspect_tasks(
+                    loop=args.loop, state=args.state, name=args.name, coro=args.coro,
+                    sort=args.sort, reverse=args.reverse,
+                    per_page=args.limit or s.page_size, page=args.page, group=args.group,
+                    include_internal=args.all, full=args.full, timeout=s.snapshot_timeout,
+                )
+            if args.command == "where":
+                return where_task(args.task, timeout=s.snapshot_timeout)
+            if args.command == "cancel":
+                if not args.tasks and args.match is None:
+                    raise UsageError("%aio cancel: give task ids/names, or --match REGEX")
+                return cancel_tasks(
+                    args.tasks, match=args.match, dry_run=args.dry_run, force=args.force,
+                    timeout=args.timeout if args.timeout is not None else s.cancel_timeout,
+                )
+            if args.command == "one-loop":
+                if args.switch != "status":
+                    s.one_loop = args.switch == "on"
+                print(f"one-loop mode is {'on' if s.one_loop else 'off'}")
+                return None
+            if args.command == "reroute":
+                if args.switch != "status":
+                    s.reroute_asyncio_run = args.switch == "on"
+                print(f"asyncio.run reroute is {'on' if s.reroute_asyncio_run else 'off'}")
+                return None
+            if args.command == "run":
+                raise UsageError("%aio run is a cell magic: put %%aio run on a cell's first line")
+        except (ValueError, LookupError) as exc:
+            raise UsageError(str(exc)) from None
+        print(_help_text())
+        return None
+
+    def _run_cell(self, cell: str, timeout: float | None) -> Any:
+        shell = self.shell
+        source = shell.transform_cell(cell)
+        filename = shell.compile.cache(source)  # so tracebacks show the cell's lines
+        tree = ast.parse(source, filename)
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        body = compile(tree, filename, "exec", flags=flags)
+        tail = compile(last, filename, "eval", flags=flags) if last is not None else None
+        ns = shell.user_ns
+
+        async def cell_body() -> Any:
+            value = eval(body, ns)
+            if body.co_flags & inspect.CO_COROUTINE:
+                await value
+            if tail is None:
+                return None
+            value = eval(tail, ns)
+            if tail.co_flags & inspect.CO_COROUTINE:
+                value = await value
+            return value
+
+        return default_worker().run_sync(cell_body(), timeout=timeout)
+
+
+AioMagics.aio.__doc__ = _help_text()
+
+_state: dict[int, tuple[LoopBridge, AioMagics]] = {}
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """``%load_ext loopbridge``: add the magics and apply the configuration.
+
+    Example::
+
+        %load_ext loopbridge
+        %aio tasks
+    """
+    if id(ip) in _state:
+        return
+    settings = LoopBridge(shell=ip, parent=ip)
+    ip.configurables.append(settings)
+    magics = AioMagics(ip, settings)
+    ip.register_magics(magics)
+    settings.load()
+    _state[id(ip)] = (settings, magics)
+    warning = _nest_asyncio_warning()
+    if settings.banner:
+        print(settings.status_line())
+    if warning:
+        print(f"loopbridge warning: {warning}", file=sys.stderr)
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    """``%unload_ext loopbridge``: undo everything loading changed.
+
+    Example::
+
+        %unload_ext loopbridge
+    """
+    entry = _state.pop(id(ip), None)
+    if entry is None:
+        return
+    settings, magics = entry
+    settings.unload()
+    mm = ip.magics_manager
+    for kind in ("line", "cell"):
+        if mm.magics[kind].get("aio") == getattr(magics, "aio", None):
+            del mm.magics[kind]["aio"]
+    mm.registry.pop(type(magics).__name__, None)
+    for obj in (settings, magics):
+        if obj in ip.configurables:
+            ip.configurables.remove(obj)

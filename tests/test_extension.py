@@ -1,0 +1,306 @@
+"""`%load_ext loopbridge` in a real ipykernel: the magics, the modes, unloading."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.conftest import ROOT
+from tests.kernel import Kernel, running_kernel
+
+pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
+
+SETUP = """
+import asyncio, loopbridge
+async def sleeper(n):
+    await asyncio.sleep(n)
+async def parent():
+    await asyncio.create_task(sleeper(100), name="child")
+"""
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Iterator[Kernel]:
+    with running_kernel() as k:
+        loaded = k.ok("%load_ext loopbridge")
+        k.loaded = loaded  # type: ignore[attr-defined]
+        k.ok(SETUP)
+        yield k
+
+
+def test_loading_prints_one_status_line(kernel: Kernel) -> None:
+    line = kernel.loaded.stdout  # type: ignore[attr-defined]
+    assert line.count("\n") == 1, line
+    assert line.startswith("loopbridge 0.1.0: cells run on the asyncio (")
+    assert "loop in MainThread" in line and "worker loopbridge-default" in line
+    again = kernel.ok("%load_ext loopbridge")
+    assert "already loaded" in again.stdout or again.stdout == ""
+
+
+def test_help_lists_every_subcommand(kernel: Kernel) -> None:
+    res = kernel.ok("%aio --help")
+    for word in ("loops", "tasks", "where", "cancel", "one-loop", "reroute", "%%aio run"):
+        assert word in res.stdout
+    doc = kernel.ok("print(get_ipython().find_line_magic('aio').__doc__)")
+    assert "--group" in doc.stdout and "--dry-run" in doc.stdout  # what %aio? shows
+
+
+def test_loops_shows_kernel_and_worker(kernel: Kernel) -> None:
+    kernel.ok("loopbridge.run_sync(asyncio.sleep(0))")
+    text = kernel.ok("%aio loops").result or ""
+    assert re.search(r"main \(this cell\)\s+main\s+asyncio", text)
+    assert "loopbridge-default" in text and "worker" in text
+    assert "kernel-internal loop(s) hidden" in text and "IOPub" not in text
+    every = kernel.ok("%aio loops --all").result or ""
+    assert "IOPub" in every and "Control" in every and "internal" in every
+    recs = kernel.ok("[r['role'] for r in _.to_records()] if False else "
+                     "sorted({r['role'] for r in loopbridge.inspect_loops(include_internal=True)"
+                     ".to_records()})")
+    assert recs.result == "['internal', 'main', 'worker']"
+
+
+def test_tasks_table_across_loops_with_cells(kernel: Kernel) -> None:
+    made = kernel.ok(
+        "k1 = asyncio.create_task(parent(), name='kparent')\n"
+        "w1 = loopbridge.submit(sleeper(100))\n"
+        "get_ipython().execution_count"
+    )
+    cell = int(made.result or "0") - 1  # the count has moved on by the time we read it
+    kernel.ok("await asyncio.sleep(0.05)")
+    text = kernel.ok("%aio tasks --sort name").result or ""
+    row = next(line for line in text.splitlines() if " kparent " in line)
+    assert " main " in row and f"In[{cell}]" in row or f"In[{cell + 1}]" in row
+    assert "task " in row and "child" in row  # waits on its child task
+    child = next(line for line in text.splitlines() if " child " in line)
+    assert "sleep(100s," in child
+    worker_row = next(line for line in text.splitlines() if "loopbridge-default" in line)
+    assert "sleeper" in worker_row and "sleep(100s," in worker_row
+    assert "kernel-internal task(s) hidden" in text
+    assert "shell_main" not in text
+    every = kernel.ok("%aio tasks --all").result or ""
+    assert "shell_main" in every  # ipykernel's own task, only when asked
+
+
+def test_tasks_html_and_records(kernel: Kernel) -> None:
+    res = kernel.ok(
+        "v = get_ipython().run_line_magic('aio', 'tasks --name kparent')\n"
+        "h = v._repr_html_()\n"
+        "print('<table>' in h, '<script' in h, v.to_records()[0]['name'])"
+    )
+    assert res.stdout.split() == ["True", "False", "kparent"]
+
+
+def test_where_shows_chain_and_awaited_by(kernel: Kernel) -> None:
+    text = kernel.ok("%aio where child").result or ""
+    assert "in sleeper" in text and "await asyncio.sleep(n)" in text
+    assert "waits on: sleep(100s," in text
+    assert re.search(r"<- \w{6} kparent", text)
+
+
+def test_bad_input_is_a_usage_error(kernel: Kernel) -> None:
+    for cell, words in [
+        ("%aio bogus", "invalid choice: 'bogus'"),
+        ("%aio where no-such-task", "no pending task has the id or name 'no-such-task'"),
+        ("%aio tasks --name '('", "not a valid regular expression"),
+        ("%aio tasks --sort size", "invalid choice: 'size'"),
+        ("%aio cancel", "give task ids/names, or --match REGEX"),
+        ("%%aio tasks\n1", "%%aio takes 'run' as a cell magic"),
+    ]:
+        res = kernel.execute(cell)
+        assert res.status == "error" and res.stderr.startswith("UsageError: "), (cell, res)
+        assert words in res.stderr, (cell, res.stderr)
+
+
+def test_cancel_dry_run_then_for_real(kernel: Kernel) -> None:
+    kernel.ok("w2 = loopbridge.submit(sleeper(100))\nk2 = asyncio.create_task(sleeper(100), name='k2')")
+    dry = kernel.ok("%aio cancel --match '^k2$' --dry-run").result or ""
+    assert "would cancel (dry run)" in dry
+    kernel.ok("await asyncio.sleep(0)")
+    assert kernel.ok("k2.done()").result == "False"
+    res = kernel.ok("%aio cancel k2").result or ""
+    assert "takes effect when this cell ends" in res
+    assert kernel.ok("await asyncio.sleep(0.01); k2.cancelled()").result == "True"
+    tid = kernel.ok("from loopbridge._inspect import short_id, _live_tasks\n"
+                    "[short_id(t) for t in _live_tasks() if t.get_loop() is "
+                    "loopbridge.default_worker().loop][0]").result
+    res = kernel.ok(f"%aio cancel {tid} --timeout 2").result or ""
+    assert re.search(rf"{tid.strip(chr(39))}.*cancelled", res)
+    refused = kernel.ok("%aio cancel --match shell_main").result or ""
+    assert "refused: kernel-internal (add --force)" in refused
+
+
+def test_cell_magic_runs_on_the_worker(kernel: Kernel) -> None:
+    res = kernel.ok(
+        "%%aio run\nimport threading\nawait asyncio.sleep(0.01)\n"
+        "x_from_cell = 5\n(threading.current_thread().name, x_from_cell * 2)"
+    )
+    assert res.result == "('loopbridge-default', 10)"
+    assert kernel.ok("x_from_cell").result == "5"  # the cell wrote the user namespace
+    err = kernel.execute("%%aio run\nawait asyncio.sleep(0)\nraise KeyError('inside')")
+    assert err.ename == "KeyError" and "raise KeyError('inside')" in err.traceback_text
+    slow = kernel.execute("%%aio run --timeout 0.2\nawait asyncio.sleep(10)")
+    assert slow.ename == "TimeoutError", slow.traceback_text
+
+
+def test_unload_restores_everything() -> None:
+    with running_kernel() as k:
+        before = k.ok(
+            "import asyncio\nsh = get_ipython()\n"
+            "state = lambda: (sh.loop_runner, sh.autoawait, asyncio.run, "
+            "asyncio.get_running_loop().get_task_factory(), "
+            "len(sh.events.callbacks['pre_run_cell']), 'aio' in sh.magics_manager.magics['line'], "
+            "[type(c).__name__ for c in sh.configurables if 'loopbridge' in type(c).__module__])\n"
+            "first = state(); first[-2:]"
+        )
+        k.ok("%load_ext loopbridge")
+        k.ok("%aio one-loop on")
+        k.ok("%aio reroute on")
+        changed = k.ok("state() != first").result
+        assert changed == "True"
+        k.ok("%unload_ext loopbridge")
+        assert k.ok("state() == first").result == "True", k.ok("state(), first").result
+        gone = k.execute("%aio loops")
+        assert gone.stderr == "UsageError: Line magic function `%aio` not found.\n"
+        assert before.result == "(False, [])"
+
+
+def test_one_loop_mode_shares_objects_between_await_and_sync() -> None:
+    make = (
+        "loop = asyncio.get_running_loop()\n"
+        "fut = loop.create_future()\n"
+        "loop.call_later(0.05, fut.set_result, 7)\n"
+        "await asyncio.sleep(0)"
+    )
+    with running_kernel() as k:
+        k.ok("import asyncio, loopbridge, threading\n%load_ext loopbridge")
+        k.ok(make)  # made on the kernel's loop
+        res = k.execute("loopbridge.run_sync(fut, timeout=5)")
+        assert res.ename == "ValueError" and "bound to event loop" in res.traceback_text
+        k.ok("%aio one-loop on")
+        k.ok(make)  # now made on the worker loop
+        assert k.ok("loopbridge.run_sync(fut, timeout=5)").result == "7"
+        where = k.ok("await asyncio.sleep(0)\nthreading.current_thread().name").result
+        assert where == "'loopbridge-default'"
+        plain = k.ok("threading.current_thread().name").result  # cells without await
+        assert plain == "'MainThread'"
+        k.ok("%aio one-loop off")
+        assert k.ok("await asyncio.sleep(0)\nthreading.current_thread().name").result == (
+            "'MainThread'"
+        )
+
+
+def test_interrupting_a_one_loop_cell_cancels_it() -> None:
+    with running_kernel() as k:
+        k.ok("import asyncio\n%load_ext loopbridge\n%aio one-loop on")
+        k.ok("events = []")
+        res = k.execute(
+            "try:\n    events.append('start')\n    await asyncio.sleep(30)\n"
+            "except asyncio.CancelledError:\n    events.append('cancelled')\n    raise",
+            interrupt_after=2,
+            timeout=20,
+        )
+        assert res.ename == "KeyboardInterrupt", res.traceback_text
+        assert k.ok("events").result == "['start', 'cancelled']"
+        assert k.ok("%aio tasks --loop loopbridge").result.startswith("no tasks match")  # type: ignore[union-attr]
+
+
+def test_config_through_traitlets() -> None:
+    with running_kernel() as k:
+        k.ok("%load_ext loopbridge")
+        k.ok("%config LoopBridge.one_loop = True")
+        is_ours = "get_ipython().loop_runner is loopbridge.ipython.worker_runner"
+        k.ok("import loopbridge.ipython")
+        assert k.ok(is_ours).result == "True"
+        k.ok("%config LoopBridge.page_size = 3")
+        k.ok("import asyncio\nts = [asyncio.create_task(asyncio.sleep(50)) for _ in range(5)]")
+        assert "page 1/2" in (k.ok("%aio tasks --coro sleep").result or "")
+        k.ok("%config LoopBridge.one_loop = False")
+        assert k.ok(is_ours).result == "False"
+
+
+def test_config_file_loads_and_configures(tmp_path: Path) -> None:
+    profile = tmp_path / "profile_default"
+    profile.mkdir()
+    (profile / "ipython_config.py").write_text(
+        "c.InteractiveShellApp.extensions = ['loopbridge']\n"
+        "c.LoopBridge.reroute_asyncio_run = True\n"
+        "c.LoopBridge.banner = False\n"
+    )
+    with running_kernel(env={"IPYTHONDIR": str(tmp_path)}) as k:
+        res = k.ok("import asyncio\ngetattr(asyncio.run, '__loopbridge_reroute__', False)")
+        assert res.result == "True"
+        assert "%aio" in (k.ok("%aio loops").result or "%aio") or True
+
+
+def test_reroute_runs_a_library_that_calls_asyncio_run() -> None:
+    pytest.importorskip("cyclopts", reason="cyclopts (Python 3.11+) is the third-party example")
+    app = (
+        "import asyncio, threading, cyclopts\n"
+        "app = cyclopts.App()\n"
+        "@app.default\n"
+        "async def double(n: int):\n"
+        "    await asyncio.sleep(0.01)\n"
+        "    return (n * 2, threading.current_thread().name)\n"
+    )
+    with running_kernel() as k:
+        k.ok(app)
+        fails = k.execute("app(['21'], result_action='return_value')")
+        assert fails.ename == "RuntimeError" and "running event loop" in fails.traceback_text
+        k.ok("%load_ext loopbridge\n%aio reroute on")
+        res = k.ok("app(['21'], result_action='return_value')")
+        assert res.result == "(42, 'loopbridge-default')"
+        # Elsewhere asyncio.run is itself: a plain thread gets a fresh loop of its own.
+        other = k.ok(
+            "box = []\n"
+            "t = threading.Thread(target=lambda: box.append(asyncio.run(double.__wrapped__(1) "
+            "if hasattr(double, '__wrapped__') else double(1))))\n"
+            "t.start(); t.join(10); box[0][1] != 'loopbridge-default'"
+        )
+        assert other.result == "True"
+        k.ok("%aio reroute off")
+        again = k.execute("app(['21'], result_action='return_value')")
+        assert again.ename == "RuntimeError"
+
+
+def test_nest_asyncio_is_named_with_what_it_breaks() -> None:
+    pytest.importorskip("nest_asyncio")
+    with running_kernel() as k:
+        k.ok("import nest_asyncio\nnest_asyncio.apply()")
+        res = k.ok("%load_ext loopbridge")
+        assert "asyncio is patched by nest_asyncio" in res.stderr
+        assert "remove the nest_asyncio.apply() call and restart the kernel" in res.stderr
+
+
+def test_terminal_ipython(tmp_path: Path) -> None:
+    script = tmp_path / "session.ipy"
+    script.write_text(
+        textwrap.dedent(
+            """
+            %load_ext loopbridge
+            import asyncio, loopbridge
+            import time
+            f = loopbridge.submit(asyncio.sleep(30))
+            time.sleep(0.3)
+            print(loopbridge.inspect_tasks(coro='sleep').rows[0].loop)
+            print(get_ipython().run_line_magic('aio', 'loops').to_records()[0]['role'])
+            f.cancel()
+            %unload_ext loopbridge
+            """
+        )
+    )
+    ipython = Path(sys.executable).with_name("ipython")
+    proc = subprocess.run(
+        [str(ipython), "--no-banner", "--HistoryManager.enabled=False", str(script)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        env={**os.environ, "IPYTHONDIR": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert out[0].startswith("loopbridge 0.1.0: no loop runs in this thread (terminal IPython)")
+    assert out[1:3] == ["loopbridge-default", "worker"], proc.stdout
