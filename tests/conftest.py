@@ -40,10 +40,19 @@ def run_script(
     )
 
 
+def default_sigint() -> None:
+    """For a child that must see Ctrl-C: a shell that starts jobs in the background
+    (`make matrix &`) hands them SIGINT ignored, and Python keeps it ignored."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_script(code: str) -> subprocess.Popen[str]:
     """Start *code* unbuffered in a fresh interpreter, for tests that signal it."""
     return subprocess.Popen(
         [sys.executable, "-u", "-c", code],
+        preexec_fn=default_sigint,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -19,6 +19,7 @@ class CellResult:
     error: dict[str, Any] | None = None  # ename, evalue, traceback
     result: str | None = None  # text/plain of the execute_result
     status: str = ""
+    execution_count: int | None = None  # the cell's In[] number
 
     @property
     def ename(self) -> str | None:
@@ -73,6 +74,7 @@ class Kernel:
                 break
         reply = self.kc.get_shell_msg(timeout=max(deadline - time.monotonic(), 1))
         res.status = reply["content"]["status"]
+        res.execution_count = reply["content"].get("execution_count")
         self.history.append(res)
         return res
 

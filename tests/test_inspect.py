@@ -23,6 +23,9 @@ async def sleeper(n: float) -> None:
     await asyncio.sleep(n)
 
 
+KEEP: list[Any] = []  # strong references to tasks the tests make and cancel later
+
+
 def rows_by_name(view: Any) -> dict[str, dict[str, Any]]:
     return {r["name"]: r for r in view.to_records()}
 
@@ -155,8 +158,8 @@ async def _cancel_named(name: str) -> None:
 def test_pages_groups_and_filters(worker: loopbridge.WorkerLoop) -> None:
     async def many() -> None:
         for i in range(25):
-            asyncio.create_task(sleeper(50), name=f"pg-{i}")
-        asyncio.create_task(asyncio.Event().wait(), name="pg-event")
+            KEEP.append(asyncio.create_task(sleeper(50), name=f"pg-{i}"))
+        KEEP.append(asyncio.create_task(asyncio.Event().wait(), name="pg-event"))
         await asyncio.sleep(0.01)
 
     worker.run_sync(many())
@@ -167,7 +170,14 @@ def test_pages_groups_and_filters(worker: loopbridge.WorkerLoop) -> None:
     assert view.shown[0].waits_on is not None  # the page shown is detailed
     assert view.rows[20].waits_on is None  # the rest is not, until asked (full=True)
     page3 = view.page(3)
-    assert [r.name for r in page3.shown] == ["pg-20", "pg-21", "pg-22", "pg-23", "pg-24", "pg-event"]
+    assert [r.name for r in page3.shown] == [
+        "pg-20",
+        "pg-21",
+        "pg-22",
+        "pg-23",
+        "pg-24",
+        "pg-event",
+    ]
     grouped = loopbridge.inspect_tasks(name="^pg-", group=True)
     text = grouped.text()
     assert "sleeper" in text and "25" in text and "26 task(s) in 2 group(s)" in text
@@ -185,7 +195,7 @@ async def _cancel_prefix(prefix: str) -> None:
 
 def test_html_is_escaped_and_needs_no_javascript(worker: loopbridge.WorkerLoop) -> None:
     async def make() -> None:
-        asyncio.create_task(sleeper(50), name="<b>x</b>&")
+        KEEP.append(asyncio.create_task(sleeper(50), name="<b>x</b>&"))
         await asyncio.sleep(0.01)
 
     worker.run_sync(make())
@@ -234,7 +244,7 @@ def test_cancel_reports_what_finished(worker: loopbridge.WorkerLoop) -> None:
 
 def test_a_blocked_loop_still_answers_best_effort(worker: loopbridge.WorkerLoop) -> None:
     async def make() -> None:
-        asyncio.create_task(sleeper(50), name="behind-a-block")
+        KEEP.append(asyncio.create_task(sleeper(50), name="behind-a-block"))
         await asyncio.sleep(0.01)
 
     worker.run_sync(make())
@@ -263,7 +273,8 @@ def test_loops_lists_workers_and_the_caller(worker: loopbridge.WorkerLoop) -> No
     mine = [r for r in records if r["current"]]
     assert len(mine) == 1 and mine[0]["thread"] == threading.current_thread().name
     w = [r for r in records if r["loop"] == "loopbridge-test"]
-    assert w and w[0]["role"] == "worker" and w[0]["running"] and w[0]["thread"] == "loopbridge-test"
+    assert w and w[0]["role"] == "worker" and w[0]["running"]
+    assert w[0]["thread"] == "loopbridge-test"
     assert "asyncio" in w[0]["class"]
 
 
@@ -309,7 +320,7 @@ def test_to_dataframe_says_what_it_needs() -> None:
         with pytest.raises(ImportError, match="pip install pandas"):
             view.to_dataframe()
     else:  # pragma: no cover - pandas is not a test dependency
-        assert list(view.to_dataframe().columns)[0] == "loop"
+        assert next(iter(view.to_dataframe().columns)) == "loop"
 
 
 def test_tracking_factory_records_age_and_keeps_eager_start(

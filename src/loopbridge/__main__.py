@@ -12,16 +12,24 @@ def main(argv: list[str] | None = None) -> int:
         description="Call async code from sync code on one persistent worker event loop.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser(
+    demo = sub.add_parser(
         "demo",
-        help="show the bridge working where plain asyncio fails",
-        description="Show the bridge working where plain asyncio fails. Needs no network.",
+        help="run the quickstart notebook headlessly and print what each cell shows",
+        description=(
+            "Run notebooks/quickstart.ipynb on a real kernel and print each cell with what it "
+            "shows: the problem, the fix, the %%aio magics. Needs no network."
+        ),
+    )
+    demo.add_argument(
+        "--script",
+        action="store_true",
+        help="run the scripted demo instead (no Jupyter needed; includes a real Ctrl-C)",
     )
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from ._demo import run_demo
+        from ._demo import run_demo, run_notebook_demo
 
-        return run_demo()
+        return run_demo() if args.script else run_notebook_demo()
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -123,7 +123,11 @@ def scene_cancel() -> None:
     time.sleep(0.05)
     _show("fut = submit(job()); fut.cancel()", events[-1] if events else "still running?")
 
-    if sys.platform != "win32" and threading.current_thread() is threading.main_thread():
+    if (
+        sys.platform != "win32"
+        and threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    ):
         threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
         try:
             loopbridge.run_sync(job("run_sync"))
@@ -165,4 +169,72 @@ def run_demo() -> int:
         server.close()
         server_loop.close()
     print("\nAll calls above ran on one persistent loop:", loopbridge.default_worker())
+    return 0
+
+
+# -- the quickstart notebook, run headlessly --------------------------------------
+
+
+def _quickstart_path() -> str | None:
+    """The quickstart notebook: shipped in the wheel, or in a source checkout."""
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    for path in (
+        os.path.join(here, "quickstart.ipynb"),
+        os.path.join(here, os.pardir, os.pardir, "notebooks", "quickstart.ipynb"),
+    ):
+        if os.path.exists(path):
+            return os.path.normpath(path)
+    return None
+
+
+def _outputs_text(cell: object) -> list[str]:
+    out = []
+    for o in getattr(cell, "outputs", []):
+        kind = o["output_type"]
+        if kind == "stream":
+            out.append(o["text"].rstrip("\n"))
+        elif kind in ("execute_result", "display_data"):
+            out.append(o["data"].get("text/plain", "").rstrip("\n"))
+        elif kind == "error":
+            out.append(f"{o['ename']}: {o['evalue']}")
+    return out
+
+
+def run_notebook_demo(path: str | None = None) -> int:
+    """Run the quickstart notebook on a real kernel and print what each cell shows."""
+    try:
+        import nbclient
+        import nbformat
+    except ImportError:
+        print(
+            "The notebook demo needs a Jupyter kernel and nbclient:\n"
+            "    pip install 'loopbridge[ipython]' nbclient\n"
+            "Showing the scripted demo instead (python -m loopbridge demo --script).\n"
+        )
+        return run_demo()
+    path = path or _quickstart_path()
+    if path is None:
+        print("quickstart.ipynb was not found next to the package or in ./notebooks")
+        return 1
+    nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+    print(f"loopbridge {loopbridge.__version__}: running {path} on a fresh kernel...\n")
+    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3")
+    client.execute()
+    count = 0
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            title = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+            if title.startswith("#"):
+                print(f"\n{title.lstrip('# ').upper()}\n")
+            continue
+        count += 1
+        print(f"In [{count}]:")
+        for line in cell.source.splitlines():
+            print(f"    {line}")
+        for text in _outputs_text(cell):
+            print("  -> " + text.replace("\n", "\n     "))
+        print()
+    print("Every cell above ran on a real kernel; open notebooks/quickstart.ipynb to try it.")
     return 0

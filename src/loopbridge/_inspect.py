@@ -14,8 +14,10 @@ records (``_views``) and adds cell numbers through the task factory below.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import linecache
+import operator
 import os
 import re
 import sys
@@ -30,6 +32,8 @@ from typing import Any, NamedTuple
 from ._worker import _WRAPPER_CODES, _all_workers
 
 _GatheringFuture: Any = getattr(asyncio.tasks, "_GatheringFuture", None)
+_HAS_CANCELLING = sys.version_info >= (3, 11)
+_get_loop = operator.methodcaller("get_loop")
 
 __all__ = [
     "FrameInfo",
@@ -49,10 +53,29 @@ _INTERNAL_THREADS = ("IOPub", "Control", "Shell channel", "Heartbeat")
 # -- creation records (filled by the task factory the extension installs) -------
 
 # task -> (time.time() at creation, the In[] number of the cell running then)
-_created: weakref.WeakKeyDictionary[asyncio.Future[Any], tuple[float, int | None]] = (
-    weakref.WeakKeyDictionary()
-)
+# id(task) -> (weakref to the task, creation time, cell). A plain dict keyed by id
+# with a weakref that removes the entry when the task dies: 5x cheaper to read
+# than a WeakKeyDictionary, which matters when a snapshot reads 10,000 of them.
+_created: dict[int, tuple[weakref.ref[Any], float, int | None]] = {}
+
+
+def _forget(key: int) -> Callable[[Any], None]:
+    def forget(_ref: Any) -> None:
+        _created.pop(key, None)
+
+    return forget
+
+
+def _creation(task: Any) -> tuple[float, int | None] | None:
+    entry = _created.get(id(task))
+    if entry is None or entry[0]() is not task:
+        return None
+    return entry[1], entry[2]
+
+
 _current_cell: Callable[[], int | None] = lambda: None  # noqa: E731 - replaced by the extension
+# Maps a compiled cell's file name to "In[12]" (set by the extension); None otherwise.
+_cell_of_file: Callable[[str], str | None] = lambda filename: None  # noqa: E731
 
 
 class _TrackingFactory:
@@ -76,7 +99,8 @@ class _TrackingFactory:
         else:
             task = asyncio.Task(coro, loop=loop, **kwargs)
         try:
-            _created[task] = (time.time(), _current_cell())
+            key = id(task)
+            _created[key] = (weakref.ref(task, _forget(key)), time.time(), _current_cell())
         except TypeError:  # a factory that returns something not weak-referenceable
             pass
         return task  # type: ignore[no-any-return]
@@ -160,10 +184,8 @@ def _live_tasks() -> list[asyncio.Future[Any]]:
         else:  # pragma: no cover - a registry that never holds still
             items = []
         if data is not None:
-            for ref in items:
-                t = ref()
-                if t is not None and not t.done():
-                    out.append(t)
+            deref = weakref.ref.__call__
+            out.extend(t for t in map(deref, items) if t is not None and not t.done())
         else:
             out.extend(t for t in items if not t.done())
     return out
@@ -188,6 +210,13 @@ def _running_loop_of_threads() -> dict[int, asyncio.AbstractEventLoop]:
             f = f.f_back
             depth += 1
     return found
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _thread_of(loop: asyncio.AbstractEventLoop, by_thread: dict[int, Any]) -> int | None:
@@ -235,10 +264,10 @@ def _find_loops(
         loops[id(here)] = here
     for lp in by_thread.values():
         loops.setdefault(id(lp), lp)
+    per_loop = collections.Counter(map(_get_loop, tasks))
     counts: dict[int, int] = {}
-    for t in tasks:
-        lp = t.get_loop()
-        counts[id(lp)] = counts.get(id(lp), 0) + 1
+    for lp, n in per_loop.items():
+        counts[id(lp)] = n
         loops.setdefault(id(lp), lp)
     threads = {t.ident: t for t in threading.enumerate()}
     main_id = threading.main_thread().ident
@@ -298,10 +327,10 @@ class TaskSnapshot(NamedTuple):
     state: str
     age: float | None
     coro: str
-    location: str
-    waits_on: str
+    location: str | None
+    waits_on: str | None
     cell: int | None
-    awaited_by: tuple[str, ...]
+    awaited_by: tuple[str, ...] | None
     internal: bool
 
 
@@ -462,7 +491,7 @@ def _describe_leaf(leaf: Any, innermost: Any, loop: asyncio.AbstractEventLoop) -
                 delay = innermost.f_locals.get("delay")
                 if h is not None and hasattr(h, "when"):
                     left = max(h.when() - loop.time(), 0.0)
-                    return f"sleep({delay:g}s, {left:.3g}s left)"
+                    return f"sleep({delay:g}s, {_seconds(left)} left)"
                 return f"sleep({delay})"
             if name == "__sleep0":
                 return "sleep(0)"
@@ -506,6 +535,12 @@ def _describe_leaf(leaf: Any, innermost: Any, loop: asyncio.AbstractEventLoop) -
     return f"{type(leaf).__name__} (unknown awaitable)"
 
 
+def _seconds(value: float) -> str:
+    if value < 10:
+        return f"{value:.2f}s"
+    return f"{value:.1f}s" if value < 100 else f"{value:.0f}s"
+
+
 def _peer(peer: Any) -> str:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"
@@ -517,14 +552,16 @@ def _location(frames: list[Any]) -> str:
     chosen = None
     for fr in frames:
         fn = fr.f_code.co_filename
-        if fn.startswith(_ASYNCIO_DIR) or fn.startswith(_PKG_DIR):
+        if fn.startswith((_ASYNCIO_DIR, _PKG_DIR)):
             continue
         chosen = fr
     if chosen is None and frames:
         chosen = frames[-1]
     if chosen is None:
         return "(not started)"
-    return f"{_short_path(chosen.f_code.co_filename)}:{chosen.f_lineno} in {chosen.f_code.co_name}"
+    filename = chosen.f_code.co_filename
+    where = _cell_of_file(filename) or _short_path(filename)
+    return f"{where}:{chosen.f_lineno} in {chosen.f_code.co_name}"
 
 
 def _waiter(task: asyncio.Future[Any]) -> Any:
@@ -576,16 +613,19 @@ def _cheap_rows(
     internal_loop: bool,
 ) -> list[tuple[TaskSnapshot, asyncio.Future[Any]]]:
     """The columns that cost little, for many tasks: enough to filter, sort,
-    group and count. Written as one flat loop with per-code caches, because it
-    runs for every task of a loop (10,000 in the benchmark)."""
+    group and count. Written as one flat loop with per-code caches and without
+    NamedTuple's Python-level constructor, because it runs for every task of a
+    loop (10,000 in the benchmark)."""
     now = time.time()
-    created_get = _created.get if _created else None
-    make = TaskSnapshot
+    created = _created
+    new = tuple.__new__
+    cls = TaskSnapshot
     task_type = asyncio.Task
     per_code: dict[Any, tuple[str, bool]] = {}
     out = []
     for task in tasks:
-        coro = task.get_coro() if isinstance(task, task_type) else None
+        is_task = isinstance(task, task_type)
+        coro = task.get_coro() if is_task else None  # type: ignore[attr-defined]
         code = getattr(coro, "cr_code", None)
         if code is not None and code in _WRAPPER_CODES:
             coro = _user_coro(task)
@@ -596,27 +636,31 @@ def _cheap_rows(
                 code is not None and internal_dirs and code.co_filename.startswith(internal_dirs)
             )
             known = per_code[code] = (_qualname(coro), internal)
-        created = created_get(task) if created_get is not None else None
+        key = id(task)
+        entry = created.get(key) if created else None
+        if entry is not None and entry[0]() is not task:
+            entry = None
         if task.done():
             state = _state(task)
+        elif is_task and _HAS_CANCELLING:
+            state = "cancelling" if task.cancelling() else "pending"  # type: ignore[attr-defined]
         else:
-            cancelling = getattr(task, "cancelling", None)
-            if cancelling is not None:
-                state = "cancelling" if cancelling() else "pending"
-            else:
-                state = "cancelling" if getattr(task, "_must_cancel", False) else "pending"
-        row = make(
-            "%06x" % ((id(task) >> 4) & 0xFFFFFF),
-            task.get_name() if isinstance(task, task_type) else type(task).__name__,
-            loop_label,
-            state,
-            (now - created[0]) if created else None,
-            known[0] if coro is not None else type(task).__name__,
-            None,
-            None,
-            created[1] if created else None,
-            None,
-            internal_loop or known[1],
+            state = "cancelling" if getattr(task, "_must_cancel", False) else "pending"
+        row = new(
+            cls,
+            (
+                "%06x" % ((key >> 4) & 0xFFFFFF),
+                task.get_name() if is_task else type(task).__name__,  # type: ignore[attr-defined]
+                loop_label,
+                state,
+                (now - entry[1]) if entry else None,
+                known[0] if coro is not None else type(task).__name__,
+                None,
+                None,
+                entry[2] if entry else None,
+                None,
+                internal_loop or known[1],
+            ),
         )
         out.append((row, task))
     return out
@@ -653,7 +697,7 @@ def _frame_info(frame: Any) -> FrameInfo:
     code = frame.f_code
     lineno = frame.f_lineno or code.co_firstlineno
     return FrameInfo(
-        filename=code.co_filename,
+        filename=_cell_of_file(code.co_filename) or code.co_filename,
         lineno=lineno,
         function=code.co_name,
         line=linecache.getline(code.co_filename, lineno).strip(),
@@ -682,7 +726,7 @@ def on_loop_thread(
     def run() -> None:
         try:
             box.append((True, fn()))
-        except BaseException as exc:  # delivered to the caller, not the loop
+        except BaseException as exc:  # noqa: BLE001 - delivered to the caller, not the loop
             box.append((False, exc))
         finally:
             done.set()
@@ -725,7 +769,7 @@ def snapshot_tasks(
     dirs = _internal_dirs()
     best: dict[str, tuple[FrameInfo, ...]] = {}
     seen: list[LoopSnapshot] = []
-    per_loop: list[tuple[LoopSnapshot, asyncio.AbstractEventLoop, list[Any]]] = []
+    per_loop: list[tuple[LoopSnapshot, asyncio.AbstractEventLoop, list[Any], list[Any]]] = []
     for snap, lp in found:
         if loop is not None and loop not in snap.label:
             continue
@@ -735,17 +779,19 @@ def snapshot_tasks(
         if snap.tasks == 0:
             continue
 
-        def read(lp: asyncio.AbstractEventLoop = lp, snap: LoopSnapshot = snap) -> list[Any]:
-            # Read the registry again on the loop's own thread: that is the moment
-            # the snapshot describes (the list above was taken from another thread).
-            mine = [t for t in _live_tasks() if t.get_loop() is lp]
-            return _cheap_rows(mine, snap.label, dirs, snap.internal)
+        def read(lp: asyncio.AbstractEventLoop = lp, snap: LoopSnapshot = snap) -> Any:
+            # On the loop's own thread: the moment the snapshot describes. The list
+            # read above is reused when that moment is now (the caller's own loop,
+            # or a loop that is not running); another loop's thread reads afresh.
+            here = lp is _running_loop() or not lp.is_running()
+            mine = [t for t in (all_tasks if here else _live_tasks()) if t.get_loop() is lp]
+            return _cheap_rows(mine, snap.label, dirs, snap.internal), mine
 
-        pairs = _read_on(lp, snap, read, timeout, best)
+        pairs, mine = _read_on(lp, snap, read, timeout, best)
         if not include_internal:
             pairs = [p for p in pairs if not p[0].internal]
-        per_loop.append((snap, lp, pairs))
-    rows = [row for _, _, pairs in per_loop for row, _ in pairs]
+        per_loop.append((snap, lp, pairs, mine))
+    rows = [row for _, _, pairs, _ in per_loop for row, _ in pairs]
     if details is True:
         wanted: set[str] | None = None
     elif details is False:
@@ -754,15 +800,15 @@ def snapshot_tasks(
         wanted = set(details(rows))
     if wanted is None or wanted:
         out: dict[str, TaskSnapshot] = {}
-        for snap, lp, pairs in per_loop:
+        for snap, lp, pairs, mine in per_loop:
             todo = [(r, t) for r, t in pairs if wanted is None or r.id in wanted]
             if not todo:
                 continue
 
             def detail(
-                lp: asyncio.AbstractEventLoop = lp, todo: list[Any] = todo
+                lp: asyncio.AbstractEventLoop = lp, todo: list[Any] = todo, mine: Any = mine
             ) -> list[TaskSnapshot]:
-                up = _waiter_index(t for t in _live_tasks() if t.get_loop() is lp)
+                up = _waiter_index(mine)
                 return [_detailed(r, t, lp, up) for r, t in todo]
 
             for r in _read_on(lp, snap, detail, timeout, best):
@@ -825,7 +871,9 @@ def match_tasks(pattern: str) -> list[tuple[asyncio.Future[Any], bool]]:
     try:
         rx = re.compile(pattern)
     except re.error as exc:
-        raise TaskLookupError(f"--match {pattern!r} is not a valid regular expression: {exc}") from None
+        raise TaskLookupError(
+            f"--match {pattern!r} is not a valid regular expression: {exc}"
+        ) from None
     dirs = _internal_dirs()
     internal_loops = {s.loop_id for s, _ in _find_loops() if s.internal}
     out = []
@@ -897,7 +945,7 @@ def _trace(task: asyncio.Future[Any], label: str) -> TaskTrace:
     up = _waiter_index(tasks)
     ((row, _),) = _cheap_rows([task], label, _internal_dirs(), False)
     snap = _detailed(row, task, loop, up)
-    chain = []
+    chain: list[tuple[str, tuple[FrameInfo, ...], str]] = []
     notes: list[str] = []
     current: Any = task
     visited: set[int] = set()
@@ -915,9 +963,7 @@ def _trace(task: asyncio.Future[Any], label: str) -> TaskTrace:
         else:
             children = leaf._children if type(leaf) is _GatheringFuture else None
             if children:
-                notes.append(
-                    "gathers: " + ", ".join(f"{short_id(c)} {_name(c)}" for c in children)
-                )
+                notes.append("gathers: " + ", ".join(f"{short_id(c)} {_name(c)}" for c in children))
             current = None
     return TaskTrace(snap, tuple(chain), _up_tree(task, up, set()), tuple(notes))
 
@@ -977,7 +1023,9 @@ def cancel_tasks(
         if loop is here:
             task.cancel(msg)
             # Our own loop runs this code, so it cannot finish the task now.
-            rows.append((task, sid, name, lab, "cancel requested; takes effect when this cell ends"))
+            rows.append(
+                (task, sid, name, lab, "cancel requested; takes effect when this cell ends")
+            )
             continue
         done = threading.Event()
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Iterable
 
@@ -91,7 +92,7 @@ def inspect_tasks(
             and (name_rx is None or name_rx.search(r.name))
             and (coro_rx is None or coro_rx.search(r.coro))
         ]
-        chosen.sort(key=_sort_key(sort), reverse=reverse)
+        _sort(chosen, sort, reverse)
         picked["rows"] = chosen
         if full:
             return [r.id for r in chosen]
@@ -102,9 +103,7 @@ def inspect_tasks(
         start = (page - 1) * per_page
         return [r.id for r in chosen[start : start + per_page]]
 
-    snap = ins.snapshot_tasks(
-        loop=loop, include_internal=True, timeout=timeout, details=select
-    )
+    snap = ins.snapshot_tasks(loop=loop, include_internal=True, timeout=timeout, details=select)
     by_id = {r.id: r for r in snap.tasks}
     rows = [by_id.get(r.id, r) for r in picked.get("rows", [])]  # type: ignore[attr-defined]
     hidden = 0 if include_internal else sum(1 for r in snap.tasks if r.internal)
@@ -117,14 +116,26 @@ def inspect_tasks(
     )
 
 
-def _sort_key(key: str) -> object:
-    if key == "age":  # oldest first; unknown ages last, then by name
-        return lambda r: (r.age is None, -(r.age or 0.0), _natural(r.name))
-    if key == "name":
-        return lambda r: _natural(r.name)
-    if key == "cell":
-        return lambda r: (r.cell is None, r.cell or 0)
-    return lambda r: (getattr(r, key), _natural(r.name))
+def _sort(rows: list[ins.TaskSnapshot], key: str, reverse: bool) -> None:
+    """Sort in place. Ties fall back to the natural order of names, which is
+    computed only where it can matter (it is the costly part on 10,000 rows)."""
+    if key == "age":  # oldest first; tasks of unknown age last, by name
+        known = [r for r in rows if r.age is not None]
+        unknown = [r for r in rows if r.age is None]
+        known.sort(key=lambda r: -r.age)  # type: ignore[operator]
+        unknown.sort(key=lambda r: _natural(r.name))
+        rows[:] = known + unknown
+    elif key == "name":
+        rows.sort(key=lambda r: _natural(r.name))
+    elif key == "cell":
+        rows.sort(key=lambda r: _natural(r.name))
+        rows.sort(key=lambda r: (r.cell is None, r.cell or 0))
+    else:
+        index = ins.TaskSnapshot._fields.index(key)
+        rows.sort(key=lambda r: _natural(r.name))
+        rows.sort(key=operator.itemgetter(index))
+    if reverse:
+        rows.reverse()
 
 
 def _natural(name: str) -> tuple[str, int]:
@@ -187,6 +198,7 @@ def cancel_tasks(
             if id(t) not in seen:
                 seen.add(id(t))
                 targets.append((t, internal))
+    targets.sort(key=lambda p: _natural(getattr(p[0], "get_name", lambda: "")()))
     outcomes = ins.cancel_tasks(
         targets,  # type: ignore[arg-type]
         dry_run=dry_run,
@@ -194,4 +206,5 @@ def cancel_tasks(
         timeout=timeout,
         msg=msg,
     )
+    outcomes.sort(key=lambda o: o.loop)  # stable: by loop, then by name within it
     return CancelView(outcomes, dry_run)

@@ -10,7 +10,15 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
-from ._inspect import CancelOutcome, FrameInfo, LoopSnapshot, Snapshot, TaskSnapshot, TaskTrace
+from ._inspect import (
+    CancelOutcome,
+    FrameInfo,
+    LoopSnapshot,
+    Snapshot,
+    TaskSnapshot,
+    TaskTrace,
+    _short_path,
+)
 
 __all__ = ["CancelView", "LoopsView", "TasksView", "WhereView"]
 
@@ -51,7 +59,9 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
             widths[i] = max(widths[i], len(c))
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     out = [line.rstrip(), "  ".join("-" * w for w in widths)]
-    out.extend("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
+    out.extend(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
+    )
     return "\n".join(out)
 
 
@@ -68,7 +78,7 @@ def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def _stack_text(frames: Sequence[FrameInfo]) -> str:
     lines = []
     for f in frames:
-        lines.append(f"  {f}")
+        lines.append(f'  File "{_short_path(f.filename)}", line {f.lineno}, in {f.function}')
         if f.line:
             lines.append(f"    {f.line}")
     return "\n".join(lines)
@@ -90,7 +100,7 @@ class _View:
     def to_dataframe(self) -> Any:
         """The records as a pandas DataFrame (needs pandas)."""
         try:
-            import pandas as pd
+            import pandas as pd  # type: ignore[import-untyped,unused-ignore]
         except ImportError:
             raise ImportError(
                 "to_dataframe() needs pandas: pip install pandas (or use .to_records())"
@@ -171,8 +181,18 @@ class LoopsView(_View):
         ]
 
 
-_TASK_HEADERS = ("id", "name", "loop", "state", "age", "cell", "coroutine", "suspended at",
-                 "waits on", "awaited by")
+_TASK_HEADERS = (
+    "id",
+    "name",
+    "loop",
+    "state",
+    "age",
+    "cell",
+    "coroutine",
+    "suspended at",
+    "waits on",
+    "awaited by",
+)
 _GROUP_HEADERS = ("coroutine", "tasks", "states", "loops", "example", "suspended at", "waits on")
 
 
@@ -213,8 +233,13 @@ class TasksView(_View):
     def page(self, n: int) -> TasksView:
         """The same rows, page *n*."""
         return TasksView(
-            self.snapshot, self.rows, page=n, per_page=self.per_page, group=self.group,
-            hidden=self.hidden, groups=self.groups,
+            self.snapshot,
+            self.rows,
+            page=n,
+            per_page=self.per_page,
+            group=self.group,
+            hidden=self.hidden,
+            groups=self.groups,
         )
 
     @property
@@ -343,17 +368,27 @@ class WhereView(_View):
         t = self.trace.task
         out = [f"<p><b>task {esc(t.id)} {esc(t.name)}</b> on {esc(t.loop)}: {esc(t.state)}</p>"]
         for i, (title, frames, what) in enumerate(self.trace.chain):
-            out.append(_stack_html(f"{title} - waits on {what}", frames).replace(
-                "<details>", "<details open>" if i == 0 else "<details>", 1))
+            out.append(
+                _stack_html(f"{title} - waits on {what}", frames).replace(
+                    "<details>", "<details open>" if i == 0 else "<details>", 1
+                )
+            )
         up = self._up_lines(self.trace.awaited_by)
-        out.append(f"<pre>{esc(chr(10).join(['awaited by:', *up]) if up else 'awaited by: none known')}</pre>")
+        up_text = "\n".join(["awaited by:", *up]) if up else "awaited by: none known"
+        out.append(f"<pre>{esc(up_text)}</pre>")
         out.extend(f"<p>{esc(n)}</p>" for n in self.trace.notes)
         return "".join(out)
 
     def to_records(self) -> list[dict[str, Any]]:
         return [
-            {"task": title, "filename": f.filename, "lineno": f.lineno, "function": f.function,
-             "line": f.line, "waits_on": what}
+            {
+                "task": title,
+                "filename": f.filename,
+                "lineno": f.lineno,
+                "function": f.function,
+                "line": f.line,
+                "waits_on": what,
+            }
             for title, frames, what in self.trace.chain
             for f in frames
         ]

@@ -610,7 +610,8 @@ class WorkerLoop:
                 )
             elif _EAGER and getattr(factory, "__loopbridge_eager__", False):
                 # our own recording factory (the IPython extension): keeps eager start
-                task = factory(loop, coro, context=call.ctx, eager_start=True)  # type: ignore[misc,call-arg]
+                eager: Any = factory
+                task = eager(loop, coro, context=call.ctx, eager_start=True)
             elif _TASK_CONTEXT:
                 task = loop.create_task(coro, context=call.ctx)  # type: ignore[call-arg,unused-ignore]
             else:

@@ -162,7 +162,7 @@ class LoopBridge(Configurable):
         if on:
             if self._original_run is not None:
                 return
-            original = asyncio.run
+            original: Callable[..., Any] = asyncio.run
             kernel_loop = self._kernel_loop
 
             def run(main: Any, *, debug: bool | None = None, **kwargs: Any) -> Any:
@@ -179,12 +179,12 @@ class LoopBridge(Configurable):
             self._original_run = original
             asyncio.run = run
         else:
-            original = self._original_run
-            if original is None:
+            previous = self._original_run
+            if previous is None:
                 return
             self._original_run = None
             if getattr(asyncio.run, "__loopbridge_reroute__", False):
-                asyncio.run = original
+                asyncio.run = previous
             else:
                 print(
                     "loopbridge: asyncio.run was replaced by someone else after loopbridge "
@@ -208,6 +208,11 @@ class LoopBridge(Configurable):
             # IPython 9 counts the cell before pre_run_cell fires; IPython 8 after.
             self._cell = count - 1 if _COUNTS_FIRST else count
 
+    def _cell_of_file(self, filename: str) -> str | None:
+        """'In[12]' for the file name IPython compiled cell 12 under."""
+        number = getattr(self.shell.compile, "_filename_map", {}).get(filename)
+        return f"In[{number}]" if isinstance(number, int) and number > 0 else None
+
     # -- load / unload -------------------------------------------------------------
 
     def load(self) -> None:
@@ -218,6 +223,7 @@ class LoopBridge(Configurable):
             self._kernel_loop = None
         self._active = True
         shell.events.register("pre_run_cell", self._pre_run_cell)
+        _inspect._cell_of_file = self._cell_of_file
         if self.track_tasks:
             _inspect._current_cell = lambda: self._cell
             if self._kernel_loop is not None:
@@ -247,6 +253,7 @@ class LoopBridge(Configurable):
                 _inspect.remove_tracking(loop)
         self._tracked.clear()
         _inspect._current_cell = lambda: None
+        _inspect._cell_of_file = lambda filename: None
 
     def status_line(self) -> str:
         from . import __version__
@@ -274,7 +281,7 @@ def _counts_first() -> bool:
         import IPython
 
         return tuple(IPython.version_info[:1]) >= (9,)
-    except Exception:  # pragma: no cover - IPython always has version_info
+    except (ImportError, AttributeError):  # pragma: no cover - IPython has version_info
         return False
 
 
@@ -299,8 +306,9 @@ class _HelpShown(Exception):
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="%aio", description="Inspect and control event loops and tasks.",
-                add_help=False)
+    p = _Parser(
+        prog="%aio", description="Inspect and control event loops and tasks.", add_help=False
+    )
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     lp = sub.add_parser("loops", help="every event loop in the process", add_help=True)
     lp.add_argument("--all", action="store_true", help="include the kernel's own loops")
@@ -381,10 +389,18 @@ class AioMagics(Magics):
                 return inspect_loops(include_internal=args.all)
             if args.command == "tasks":
                 return inspect_tasks(
-                    loop=args.loop, state=args.state, name=args.name, coro=args.coro,
-                    sort=args.sort, reverse=args.reverse,
-                    per_page=args.limit or s.page_size, page=args.page, group=args.group,
-                    include_internal=args.all, full=args.full, timeout=s.snapshot_timeout,
+                    loop=args.loop,
+                    state=args.state,
+                    name=args.name,
+                    coro=args.coro,
+                    sort=args.sort,
+                    reverse=args.reverse,
+                    per_page=args.limit or s.page_size,
+                    page=args.page,
+                    group=args.group,
+                    include_internal=args.all,
+                    full=args.full,
+                    timeout=s.snapshot_timeout,
                 )
             if args.command == "where":
                 return where_task(args.task, timeout=s.snapshot_timeout)
@@ -392,7 +408,10 @@ class AioMagics(Magics):
                 if not args.tasks and args.match is None:
                     raise UsageError("%aio cancel: give task ids/names, or --match REGEX")
                 return cancel_tasks(
-                    args.tasks, match=args.match, dry_run=args.dry_run, force=args.force,
+                    args.tasks,
+                    match=args.match,
+                    dry_run=args.dry_run,
+                    force=args.force,
                     timeout=args.timeout if args.timeout is not None else s.cancel_timeout,
                 )
             if args.command == "one-loop":
@@ -413,9 +432,10 @@ class AioMagics(Magics):
         return None
 
     def _run_cell(self, cell: str, timeout: float | None) -> Any:
-        shell = self.shell
+        shell: Any = self.shell
         source = shell.transform_cell(cell)
-        filename = shell.compile.cache(source)  # so tracebacks show the cell's lines
+        # so that tracebacks and %aio show the cell as In[n]
+        filename = shell.compile.cache(source, self.settings._cell or 0)
         tree = ast.parse(source, filename)
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
