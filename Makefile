@@ -6,7 +6,7 @@ BIN     = $(VENV)/bin
 # Core test matrix: every CPython 3.10-3.13 found under pyenv or on PATH.
 MATRIX ?= 3.10 3.11 3.12 3.13
 
-.PHONY: help demo test lint format typecheck bench bench-quick bench-faces notebooks matrix check clean
+.PHONY: help demo test lint format typecheck bench bench-quick bench-faces bench-magics notebooks matrix kernel6 check clean
 
 help:
 	@echo "make demo        run python -m loopbridge demo"
@@ -15,8 +15,10 @@ help:
 	@echo "make typecheck   mypy --strict on src/ and the typing test file"
 	@echo "make bench       benchmarks/bridge_latency.py (about 3 minutes)"
 	@echo "make bench-faces benchmarks/faces.py: map_sync and sync_face against peers"
+	@echo "make bench-magics benchmarks/magics.py: %aio tasks / %aio loops on 10,000 tasks"
 	@echo "make notebooks   re-run notebooks/*.ipynb and store their outputs"
 	@echo "make matrix      core tests on Python $(MATRIX)"
+	@echo "make kernel6     extension, kernel and notebook tests on ipykernel 6 + IPython 8"
 	@echo "make check       lint + typecheck + test + matrix (what CI runs)"
 
 $(BIN)/.installed: pyproject.toml
@@ -46,13 +48,18 @@ typecheck: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bridge_latency.py
 	$(BIN)/python benchmarks/faces.py
+	$(BIN)/python benchmarks/magics.py
 
 bench-quick: $(BIN)/.installed
 	$(BIN)/python benchmarks/bridge_latency.py --quick
 	$(BIN)/python benchmarks/faces.py --quick
+	$(BIN)/python benchmarks/magics.py --quick
 
 bench-faces: $(BIN)/.installed
 	$(BIN)/python benchmarks/faces.py
+
+bench-magics: $(BIN)/.installed
+	$(BIN)/python benchmarks/magics.py
 
 notebooks: $(BIN)/.installed
 	cd notebooks && for nb in *.ipynb; do ../$(BIN)/jupyter execute --inplace "$$nb" || exit 1; done
@@ -60,7 +67,10 @@ notebooks: $(BIN)/.installed
 matrix:
 	@bash scripts/matrix.sh $(MATRIX)
 
-check: lint typecheck test matrix
+kernel6:
+	@PYTHON=$(PYTHON) bash scripts/ipykernel6.sh
+
+check: lint typecheck test matrix kernel6
 
 clean:
-	rm -rf $(VENV) .venv-3.* .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info
+	rm -rf $(VENV) .venv-3.* .venv-ipykernel6 .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info

@@ -81,6 +81,7 @@ class Kernel:
     def ok(self, code: str, timeout: float = 30) -> CellResult:
         res = self.execute(code, timeout=timeout)
         assert res.error is None, res.traceback_text
+        assert res.status == "ok", f"{code!r} failed: {res.stderr}"  # e.g. a UsageError
         return res
 
 

@@ -25,7 +25,8 @@ VOLATILE = [
     (re.compile(r"127\.0\.0\.1:\d+"), "127.0.0.1:<port>"),
     (re.compile(r"/tmp/ipykernel_\d+/\d+\.py"), "<cell file>"),
     (re.compile(r"/\S+/(asyncio/\S+\.py)"), r"\1"),
-    (re.compile(r"\d+ kernel-internal task"), "<n> kernel-internal task"),  # ipykernel's own
+    # ipykernel's own tasks and loops: ipykernel 6 and 7 differ
+    (re.compile(r"\d+ kernel-internal (task|loop)"), r"<n> kernel-internal \1"),
     (re.compile(r"-{2,}"), "-"),
     (re.compile(r"[ \t]+"), " "),
 ]

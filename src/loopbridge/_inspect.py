@@ -33,6 +33,10 @@ from ._worker import _WRAPPER_CODES, _all_workers
 
 _GatheringFuture: Any = getattr(asyncio.tasks, "_GatheringFuture", None)
 _HAS_CANCELLING = sys.version_info >= (3, 11)
+# 3.14+ records awaited-by edges itself; used when present (not on 3.10-3.13).
+_capture_call_graph: Any = getattr(asyncio, "capture_call_graph", None)
+# 3.14 keeps native tasks in per-thread lists, not in the registries read below.
+_PER_THREAD_TASKS = sys.version_info >= (3, 14)
 _get_loop = operator.methodcaller("get_loop")
 
 __all__ = [
@@ -150,6 +154,7 @@ class LoopSnapshot:
     tasks: int
     current: bool
     loop_id: int = field(repr=False)
+    internal_tasks: int = 0  # of ``tasks``: the kernel's own (ipykernel, tornado, ...)
 
     @property
     def internal(self) -> bool:
@@ -168,6 +173,14 @@ def _live_tasks() -> list[asyncio.Future[Any]]:
     import asyncio.tasks as at
 
     out: list[asyncio.Future[Any]] = []
+    if _PER_THREAD_TASKS:
+        for lp in _known_loops():
+            for _ in range(100):
+                try:
+                    out.extend(asyncio.all_tasks(lp))
+                    break
+                except RuntimeError:
+                    continue
     for name in ("_all_tasks", "_scheduled_tasks", "_eager_tasks"):
         s = getattr(at, name, None)
         if s is None:
@@ -188,7 +201,24 @@ def _live_tasks() -> list[asyncio.Future[Any]]:
             out.extend(t for t in map(deref, items) if t is not None and not t.done())
         else:
             out.extend(t for t in items if not t.done())
+    if _PER_THREAD_TASKS:  # the two sources overlap
+        out = list({id(t): t for t in out if not t.done()}.values())
     return out
+
+
+def _known_loops() -> list[asyncio.AbstractEventLoop]:
+    """Loops found without the task registries (the 3.14 path of _live_tasks)."""
+    found: dict[int, asyncio.AbstractEventLoop] = {}
+    here = _running_loop()
+    if here is not None:
+        found[id(here)] = here
+    for w in list(_all_workers):
+        gen = w._gen
+        if gen is not None and not gen.loop.is_closed():
+            found[id(gen.loop)] = gen.loop
+    for lp in _running_loop_of_threads().values():
+        found[id(lp)] = lp
+    return list(found.values())
 
 
 def _running_loop_of_threads() -> dict[int, asyncio.AbstractEventLoop]:
@@ -210,6 +240,25 @@ def _running_loop_of_threads() -> dict[int, asyncio.AbstractEventLoop]:
             f = f.f_back
             depth += 1
     return found
+
+
+def _count_internal(tasks: list[asyncio.Future[Any]]) -> dict[int, int]:
+    """id(loop) -> how many of its tasks are the kernel's own (by coroutine file)."""
+    dirs = _internal_dirs()
+    if not dirs:
+        return {}
+    per_code: dict[Any, bool] = {}
+    out: dict[int, int] = {}
+    for t in tasks:
+        get_coro = getattr(t, "get_coro", None)
+        code = getattr(get_coro(), "cr_code", None) if get_coro is not None else None
+        internal = per_code.get(code)
+        if internal is None:
+            internal = per_code[code] = bool(code is not None and code.co_filename.startswith(dirs))
+        if internal:
+            key = id(t.get_loop())
+            out[key] = out.get(key, 0) + 1
+    return out
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -269,6 +318,7 @@ def _find_loops(
     for lp, n in per_loop.items():
         counts[id(lp)] = n
         loops.setdefault(id(lp), lp)
+    internal_counts = _count_internal(tasks)
     threads = {t.ident: t for t in threading.enumerate()}
     main_id = threading.main_thread().ident
     out = []
@@ -300,6 +350,7 @@ def _find_loops(
                     closed=lp.is_closed(),
                     debug=lp.get_debug(),
                     tasks=counts.get(key, 0),
+                    internal_tasks=internal_counts.get(key, 0),
                     current=lp is here,
                     loop_id=key,
                 ),
@@ -588,6 +639,15 @@ def _parents(task: asyncio.Future[Any], up: dict[int, list[asyncio.Future[Any]]]
     """Tasks known to await *task*: direct, gather, and its TaskGroup's owner
     (found through the group's done-callback on the child)."""
     parents = list(up.get(id(task), ()))
+    if _capture_call_graph is not None:  # 3.14+: asyncio keeps the edges itself
+        try:
+            graph = _capture_call_graph(task, depth=1)
+            for edge in getattr(graph, "awaited_by", ()) or ():
+                fut = getattr(edge, "future", None)
+                if fut is not None and fut not in parents:
+                    parents.append(fut)
+        except Exception:  # noqa: BLE001 - fall back to our own bookkeeping below
+            pass
     for cb, *_ in getattr(task, "_callbacks", None) or ():
         owner = getattr(cb, "__self__", None)
         if type(owner).__name__ == "TaskGroup":

@@ -26,7 +26,7 @@ def inspect_loops(*, include_internal: bool = False) -> LoopsView:
     """
     loops = ins.find_loops()
     shown = [lp for lp in loops if include_internal or not lp.internal]
-    return LoopsView(shown, hidden=len(loops) - len(shown))
+    return LoopsView(shown, hidden=len(loops) - len(shown), include_internal=include_internal)
 
 
 def _compile(pattern: str | None, option: str) -> re.Pattern[str] | None:

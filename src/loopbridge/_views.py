@@ -129,9 +129,20 @@ class LoopsView(_View):
         view.to_records()[0]["thread"]       # 'MainThread'
     """
 
-    def __init__(self, loops: Sequence[LoopSnapshot], hidden: int = 0) -> None:
+    def __init__(
+        self, loops: Sequence[LoopSnapshot], hidden: int = 0, include_internal: bool = False
+    ) -> None:
         self.loops = tuple(loops)
         self.hidden = hidden
+        self.include_internal = include_internal
+
+    def _count(self, lp: LoopSnapshot) -> str:
+        # Without --all, the kernel's own tasks are left out, as in %aio tasks.
+        if lp.internal or not lp.internal_tasks:
+            return str(lp.tasks)
+        if self.include_internal:
+            return f"{lp.tasks} ({lp.internal_tasks} internal)"
+        return str(lp.tasks - lp.internal_tasks)
 
     def _rows(self) -> list[list[str]]:
         return [
@@ -142,7 +153,7 @@ class LoopsView(_View):
                 lp.thread,
                 "closed" if lp.closed else _fmt(lp.running),
                 _fmt(lp.debug),
-                str(lp.tasks),
+                self._count(lp),
             ]
             for lp in self.loops
         ]
@@ -175,6 +186,7 @@ class LoopsView(_View):
                 "closed": lp.closed,
                 "debug": lp.debug,
                 "tasks": lp.tasks,
+                "internal_tasks": lp.internal_tasks,
                 "current": lp.current,
             }
             for lp in self.loops
