@@ -233,6 +233,14 @@ def test_config_through_traitlets() -> None:
         assert "page 1/2" in (k.ok("%aio tasks --coro sleep").result or "")
         k.ok("%config LoopBridge.one_loop = False")
         assert k.ok(is_ours).result == "False"
+        status = k.ok("%aio one-loop").result or ""
+        assert status.startswith("one-loop mode is off")
+        factory = "type(asyncio.get_running_loop().get_task_factory()).__name__"
+        assert k.ok(factory).result == "'_TrackingFactory'"
+        k.ok("%config LoopBridge.track_tasks = False")
+        assert k.ok(factory).result == "'NoneType'"
+        k.ok("%config LoopBridge.track_tasks = True")
+        assert k.ok(factory).result == "'_TrackingFactory'"
 
 
 def test_config_file_loads_and_configures(tmp_path: Path) -> None:

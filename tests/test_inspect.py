@@ -240,6 +240,25 @@ def test_cancel_reports_what_finished(worker: loopbridge.WorkerLoop) -> None:
         loopbridge.cancel_tasks()
     with pytest.raises(LookupError, match="not a valid regular expression"):
         loopbridge.cancel_tasks(match="(")
+    with pytest.raises(ValueError, match="timeout must be a non-negative number"):
+        loopbridge.cancel_tasks(match="x", timeout=-1)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.cancelling() is new in 3.11")
+def test_a_task_that_swallows_cancel_shows_as_cancelling(worker: loopbridge.WorkerLoop) -> None:
+    async def sulky() -> None:
+        try:
+            await asyncio.sleep(50)
+        except asyncio.CancelledError:
+            await asyncio.sleep(50)  # cleanup that takes its time
+
+    fut = worker.submit(sulky())
+    time.sleep(0.05)
+    loopbridge.cancel_tasks(match="sulky", timeout=0.1)
+    rows = loopbridge.inspect_tasks(coro="sulky", state="cancelling").rows
+    assert [r.state for r in rows] == ["cancelling"]
+    assert loopbridge.inspect_tasks(coro="sulky", state="pending").rows == ()
+    fut.cancel()
 
 
 def test_a_blocked_loop_still_answers_best_effort(worker: loopbridge.WorkerLoop) -> None:

@@ -183,6 +183,8 @@ def cancel_tasks(
 
         loopbridge.cancel_tasks(match="poller", dry_run=True)
     """
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        raise ValueError(f"timeout must be a non-negative number of seconds, got {timeout!r}")
     refs = [tasks] if isinstance(tasks, str) else list(tasks)
     if not refs and match is None:
         raise ValueError("say which tasks to cancel: task ids/names, or match='regex'")

@@ -20,7 +20,7 @@ from ._inspect import (
     _short_path,
 )
 
-__all__ = ["CancelView", "LoopsView", "TasksView", "WhereView"]
+__all__ = ["CancelView", "LoopsView", "SettingView", "TasksView", "WhereView"]
 
 _CELL_MAX = 60
 
@@ -431,3 +431,21 @@ class CancelView(_View):
             {"id": o.id, "name": o.name, "loop": o.loop, "outcome": o.outcome}
             for o in self.outcomes
         ]
+
+
+class SettingView(_View):
+    """The state of a switch after ``%aio one-loop`` / ``%aio reroute``."""
+
+    def __init__(self, name: str, on: bool, detail: str) -> None:
+        self.name = name
+        self.on = on
+        self.detail = detail
+
+    def text(self) -> str:
+        return f"{self.name} is {'on' if self.on else 'off'}: {self.detail}"
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(self.text())}</p>"
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [{"setting": self.name, "on": self.on}]

@@ -40,6 +40,7 @@ from traitlets.config import Configurable
 from . import _inspect, _worker
 from ._bridge import default_worker
 from ._tools import SORT_KEYS, STATES, cancel_tasks, inspect_loops, inspect_tasks, where_task
+from ._views import SettingView
 
 __all__ = [
     "LoopBridge",
@@ -194,6 +195,32 @@ class LoopBridge(Configurable):
 
     # -- task tracking ---------------------------------------------------------------
 
+    @observe("track_tasks")
+    def _track_changed(self, change: Any) -> None:
+        if self._active:
+            self._apply_tracking(change["new"])
+
+    def _apply_tracking(self, on: bool) -> None:
+        if on:
+            _inspect._current_cell = lambda: self._cell
+            if self._kernel_loop is not None and not self._kernel_loop.is_closed():
+                self._track(self._kernel_loop)
+            for w in list(_worker._all_workers):
+                gen = w._gen
+                if gen is not None and not gen.loop.is_closed():
+                    self._track(gen.loop)
+            if self._track not in _worker._new_loop_hooks:
+                _worker._new_loop_hooks.append(self._track)
+        else:
+            if self._track in _worker._new_loop_hooks:
+                _worker._new_loop_hooks.remove(self._track)
+            for ref in self._tracked:
+                loop = ref()
+                if loop is not None and not loop.is_closed():
+                    _inspect.remove_tracking(loop)
+            self._tracked.clear()
+            _inspect._current_cell = lambda: None
+
     def _track(self, loop: asyncio.AbstractEventLoop) -> None:
         import weakref
 
@@ -224,15 +251,7 @@ class LoopBridge(Configurable):
         self._active = True
         shell.events.register("pre_run_cell", self._pre_run_cell)
         _inspect._cell_of_file = self._cell_of_file
-        if self.track_tasks:
-            _inspect._current_cell = lambda: self._cell
-            if self._kernel_loop is not None:
-                self._track(self._kernel_loop)
-            for w in list(_worker._all_workers):
-                gen = w._gen
-                if gen is not None and not gen.loop.is_closed():
-                    self._track(gen.loop)
-            _worker._new_loop_hooks.append(self._track)
+        self._apply_tracking(self.track_tasks)
         self._apply_one_loop(self.one_loop)
         self._apply_reroute(self.reroute_asyncio_run)
 
@@ -245,14 +264,7 @@ class LoopBridge(Configurable):
             shell.events.unregister("pre_run_cell", self._pre_run_cell)
         except ValueError:
             pass
-        if self._track in _worker._new_loop_hooks:
-            _worker._new_loop_hooks.remove(self._track)
-        for ref in self._tracked:
-            loop = ref()
-            if loop is not None and not loop.is_closed():
-                _inspect.remove_tracking(loop)
-        self._tracked.clear()
-        _inspect._current_cell = lambda: None
+        self._apply_tracking(False)
         _inspect._cell_of_file = lambda filename: None
 
     def status_line(self) -> str:
@@ -417,13 +429,23 @@ class AioMagics(Magics):
             if args.command == "one-loop":
                 if args.switch != "status":
                     s.one_loop = args.switch == "on"
-                print(f"one-loop mode is {'on' if s.one_loop else 'off'}")
-                return None
+                return SettingView(
+                    "one-loop mode",
+                    s.one_loop,
+                    "cells with top-level await run on the worker loop"
+                    if s.one_loop
+                    else "top-level await runs on the kernel's loop",
+                )
             if args.command == "reroute":
                 if args.switch != "status":
                     s.reroute_asyncio_run = args.switch == "on"
-                print(f"asyncio.run reroute is {'on' if s.reroute_asyncio_run else 'off'}")
-                return None
+                return SettingView(
+                    "asyncio.run reroute",
+                    s.reroute_asyncio_run,
+                    "asyncio.run() in a cell runs on the worker loop"
+                    if s.reroute_asyncio_run
+                    else "asyncio.run() is asyncio's own",
+                )
             if args.command == "run":
                 raise UsageError("%aio run is a cell magic: put %%aio run on a cell's first line")
         except (ValueError, LookupError) as exc:
