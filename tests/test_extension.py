@@ -200,6 +200,8 @@ def test_one_loop_mode_shares_objects_between_await_and_sync() -> None:
         assert where == "'loopbridge-default'"
         plain = k.ok("threading.current_thread().name").result  # cells without await
         assert plain == "'MainThread'"
+        nested = k.execute("await asyncio.sleep(0)\nloopbridge.run_sync(asyncio.sleep(0))")
+        assert nested.ename == "DeadlockError", nested.traceback_text  # use await there
         k.ok("%aio one-loop off")
         assert k.ok("await asyncio.sleep(0)\nthreading.current_thread().name").result == (
             "'MainThread'"

@@ -383,3 +383,31 @@ def test_socket_wait_names_the_peer() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_tracking_chains_to_a_users_factory(worker: loopbridge.WorkerLoop) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def users_factory(loop: Any, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        seen.append(kwargs)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop = worker.loop
+    done = threading.Event()
+
+    def install() -> None:
+        loop.set_task_factory(users_factory)
+        _inspect.install_tracking(loop)
+        done.set()
+
+    loop.call_soon_threadsafe(install)
+    assert done.wait(5)
+
+    async def answer() -> int:
+        await asyncio.sleep(0)
+        return 42
+
+    assert worker.run_sync(answer(), timeout=5) == 42
+    assert seen and all("eager_start" not in kw for kw in seen)  # not forced on it
+    assert _inspect.remove_tracking(loop)
+    assert loop.get_task_factory() is users_factory  # put back as it was

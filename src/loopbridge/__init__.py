@@ -26,14 +26,22 @@ from ._many import gather_sync, map_sync
 from ._worker import WorkerLoop
 
 if TYPE_CHECKING:
+    from ._inspect import LoopSnapshot, TaskSnapshot
     from ._tools import cancel_tasks, inspect_loops, inspect_tasks, where_task
+    from ._views import CancelView, LoopsView, TasksView, WhereView
 
 __all__ = [
+    "CancelView",
     "DeadlockError",
     "LoopBridgeError",
     "LoopBridgeWarning",
     "LoopLocal",
+    "LoopSnapshot",
+    "LoopsView",
     "SyncFace",
+    "TaskSnapshot",
+    "TasksView",
+    "WhereView",
     "WorkerClosedError",
     "WorkerLoop",
     "cancel_tasks",
@@ -61,6 +69,12 @@ _LAZY = {
     "inspect_tasks": "_tools",
     "where_task": "_tools",
     "cancel_tasks": "_tools",
+    "LoopSnapshot": "_inspect",
+    "TaskSnapshot": "_inspect",
+    "LoopsView": "_views",
+    "TasksView": "_views",
+    "WhereView": "_views",
+    "CancelView": "_views",
 }
 
 

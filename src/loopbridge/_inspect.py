@@ -56,7 +56,6 @@ _INTERNAL_THREADS = ("IOPub", "Control", "Shell channel", "Heartbeat")
 
 # -- creation records (filled by the task factory the extension installs) -------
 
-# task -> (time.time() at creation, the In[] number of the cell running then)
 # id(task) -> (weakref to the task, creation time, cell). A plain dict keyed by id
 # with a weakref that removes the entry when the task dies: 5x cheaper to read
 # than a WeakKeyDictionary, which matters when a snapshot reads 10,000 of them.
@@ -68,13 +67,6 @@ def _forget(key: int) -> Callable[[Any], None]:
         _created.pop(key, None)
 
     return forget
-
-
-def _creation(task: Any) -> tuple[float, int | None] | None:
-    entry = _created.get(id(task))
-    if entry is None or entry[0]() is not task:
-        return None
-    return entry[1], entry[2]
 
 
 _current_cell: Callable[[], int | None] = lambda: None  # noqa: E731 - replaced by the extension
@@ -90,10 +82,11 @@ class _TrackingFactory:
     ``context`` are passed through, which lets the worker keep its eager start.
     """
 
-    __loopbridge_eager__ = True
-
     def __init__(self, previous: Any) -> None:
         self.previous = previous
+        # The worker passes eager_start=True only to a factory that says it takes it;
+        # a user's factory underneath may not.
+        self.__loopbridge_eager__ = previous is None
 
     def __call__(
         self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
@@ -141,6 +134,11 @@ class LoopSnapshot:
     ``role`` is ``main`` (the loop of the main thread, e.g. the kernel's),
     ``worker`` (a loopbridge :class:`WorkerLoop`), ``internal`` (a kernel
     service loop: IOPub, Control, Shell channel) or ``other``.
+
+    Example::
+
+        main = loopbridge.inspect_loops().loops[0]
+        print(main.label, main.thread, main.tasks - main.internal_tasks)
     """
 
     label: str
@@ -370,6 +368,13 @@ class TaskSnapshot(NamedTuple):
 
     ``id`` is a short handle for ``%aio where`` / ``%aio cancel``; ``age`` and
     ``cell`` are known for tasks created while the extension was loaded.
+    ``location``, ``waits_on`` and ``awaited_by`` are None on rows that were not
+    detailed (see ``inspect_tasks(full=True)``).
+
+    Example::
+
+        row = loopbridge.inspect_tasks(name="poller").rows[0]
+        print(row.id, row.state, row.waits_on)     # 4c1a20 pending Event.wait()
     """
 
     id: str

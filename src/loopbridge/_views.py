@@ -350,7 +350,13 @@ class TasksView(_View):
 
 
 class WhereView(_View):
-    """The await chain of one task (``%aio where``): down, then awaited-by up."""
+    """The await chain of one task (``%aio where``): down, then awaited-by up.
+
+    Example::
+
+        view = loopbridge.where_task("Task-12")
+        [r["function"] for r in view.to_records()]    # outermost frame first
+    """
 
     def __init__(self, trace: TaskTrace) -> None:
         self.trace = trace
@@ -407,7 +413,13 @@ class WhereView(_View):
 
 
 class CancelView(_View):
-    """What ``%aio cancel`` did to each task."""
+    """What ``%aio cancel`` did to each task.
+
+    Example::
+
+        report = loopbridge.cancel_tasks(match="poller", timeout=2)
+        [r["outcome"] for r in report.to_records()]   # ['cancelled', ...]
+    """
 
     def __init__(self, outcomes: Sequence[CancelOutcome], dry_run: bool) -> None:
         self.outcomes = tuple(outcomes)
@@ -434,7 +446,12 @@ class CancelView(_View):
 
 
 class SettingView(_View):
-    """The state of a switch after ``%aio one-loop`` / ``%aio reroute``."""
+    """The state of a switch after ``%aio one-loop`` / ``%aio reroute``.
+
+    Example::
+
+        %aio one-loop on       # one-loop mode is on: cells with top-level await run ...
+    """
 
     def __init__(self, name: str, on: bool, detail: str) -> None:
         self.name = name
