@@ -61,7 +61,6 @@ def test_loops_shows_kernel_and_worker(kernel: Kernel) -> None:
     assert "IOPub" in every and "Control" in every and "internal" in every
     assert re.search(r"main \(this cell\).*\(\d+ internal\)", every)  # its own, counted apart
     recs = kernel.ok(
-        "[r['role'] for r in _.to_records()] if False else "
         "sorted({r['role'] for r in loopbridge.inspect_loops(include_internal=True)"
         ".to_records()})"
     )

@@ -411,3 +411,16 @@ def test_tracking_chains_to_a_users_factory(worker: loopbridge.WorkerLoop) -> No
     assert seen and all("eager_start" not in kw for kw in seen)  # not forced on it
     assert _inspect.remove_tracking(loop)
     assert loop.get_task_factory() is users_factory  # put back as it was
+
+
+def test_snapshot_restores_the_gc_state() -> None:
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        loopbridge.inspect_tasks()
+        assert gc.isenabled()
+        gc.disable()
+        loopbridge.inspect_tasks()
+        assert not gc.isenabled()  # left off when the caller had it off
+    finally:
+        (gc.enable if was else gc.disable)()
