@@ -61,8 +61,7 @@ def test_loops_shows_kernel_and_worker(kernel: Kernel) -> None:
     assert "IOPub" in every and "Control" in every and "internal" in every
     assert re.search(r"main \(this cell\).*\(\d+ internal\)", every)  # its own, counted apart
     recs = kernel.ok(
-        "sorted({r['role'] for r in loopbridge.inspect_loops(include_internal=True)"
-        ".to_records()})"
+        "sorted({r['role'] for r in loopbridge.inspect_loops(include_internal=True).to_records()})"
     )
     assert recs.result == "['internal', 'main', 'worker']"
 
