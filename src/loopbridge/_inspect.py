@@ -39,6 +39,7 @@ _capture_call_graph: Any = getattr(asyncio, "capture_call_graph", None)
 # 3.14 keeps native tasks in per-thread lists, not in the registries read below.
 _PER_THREAD_TASKS = sys.version_info >= (3, 14)
 _get_loop = operator.methodcaller("get_loop")
+_running_loop = asyncio.events._get_running_loop  # None where no loop runs (as in _faces)
 
 __all__ = [
     "FrameInfo",
@@ -205,16 +206,24 @@ def _live_tasks() -> list[asyncio.Future[Any]]:
     return out
 
 
+def worker_loops() -> list[tuple[Any, asyncio.AbstractEventLoop]]:
+    """Every loopbridge worker with a live (not closed) loop, and that loop."""
+    out = []
+    for w in list(_all_workers):
+        gen = w._gen
+        if gen is not None and not gen.loop.is_closed():
+            out.append((w, gen.loop))
+    return out
+
+
 def _known_loops() -> list[asyncio.AbstractEventLoop]:
     """Loops found without the task registries (the 3.14 path of _live_tasks)."""
     found: dict[int, asyncio.AbstractEventLoop] = {}
     here = _running_loop()
     if here is not None:
         found[id(here)] = here
-    for w in list(_all_workers):
-        gen = w._gen
-        if gen is not None and not gen.loop.is_closed():
-            found[id(gen.loop)] = gen.loop
+    for _w, lp in worker_loops():
+        found[id(lp)] = lp
     for lp in _running_loop_of_threads().values():
         found[id(lp)] = lp
     return list(found.values())
@@ -253,18 +262,11 @@ def _count_internal(tasks: list[asyncio.Future[Any]]) -> dict[int, int]:
         code = getattr(get_coro(), "cr_code", None) if get_coro is not None else None
         internal = per_code.get(code)
         if internal is None:
-            internal = per_code[code] = bool(code is not None and code.co_filename.startswith(dirs))
+            internal = per_code[code] = _internal_code(code, dirs)
         if internal:
             key = id(t.get_loop())
             out[key] = out.get(key, 0) + 1
     return out
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def _thread_of(loop: asyncio.AbstractEventLoop, by_thread: dict[int, Any]) -> int | None:
@@ -296,18 +298,13 @@ def _find_loops(
 ) -> list[tuple[LoopSnapshot, asyncio.AbstractEventLoop]]:
     if tasks is None:
         tasks = _live_tasks()
-    try:
-        here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:
-        here = None
+    here = _running_loop()
     by_thread = _running_loop_of_threads()
     loops: dict[int, asyncio.AbstractEventLoop] = {}
     workers: dict[int, str] = {}
-    for w in list(_all_workers):
-        gen = w._gen
-        if gen is not None and not gen.loop.is_closed():
-            loops[id(gen.loop)] = gen.loop
-            workers[id(gen.loop)] = w.thread_name
+    for w, lp in worker_loops():
+        loops[id(lp)] = lp
+        workers[id(lp)] = w.thread_name
     if here is not None:
         loops[id(here)] = here
     for lp in by_thread.values():
@@ -433,6 +430,19 @@ class Snapshot:
 def short_id(task: object) -> str:
     """A short handle for a task: six hex digits of its address."""
     return "%06x" % ((id(task) >> 4) & 0xFFFFFF)
+
+
+def _internal_code(code: Any, dirs: tuple[str, ...]) -> bool:
+    """Is this coroutine's code the kernel's own (defined under ipykernel & co)?"""
+    return bool(code is not None and dirs and code.co_filename.startswith(dirs))
+
+
+def _coro_code(coro: Any) -> Any:
+    return getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+
+
+def _internal_loop_ids() -> set[int]:
+    return {s.loop_id for s, _ in _find_loops() if s.internal}
 
 
 def _internal_dirs() -> tuple[str, ...]:
@@ -693,10 +703,7 @@ def _cheap_rows(
             code = getattr(coro, "cr_code", None)
         known = per_code.get(code)
         if known is None:
-            internal = bool(
-                code is not None and internal_dirs and code.co_filename.startswith(internal_dirs)
-            )
-            known = per_code[code] = (_qualname(coro), internal)
+            known = per_code[code] = (_qualname(coro), _internal_code(code, internal_dirs))
         key = id(task)
         entry = created.get(key) if created else None
         if entry is not None and entry[0]() is not task:
@@ -775,11 +782,7 @@ def on_loop_thread(
 
     Inline when *loop* is the caller's own loop or is not running (nothing else
     touches it then)."""
-    try:
-        here = asyncio.get_running_loop()
-    except RuntimeError:
-        here = None
-    if loop is here or not loop.is_running():
+    if loop is _running_loop() or not loop.is_running():
         return True, fn()
     done = threading.Event()
     box: list[Any] = []
@@ -936,7 +939,7 @@ def find_task(ref: str) -> asyncio.Future[Any]:
             f"no pending task has the id or name {ref!r}; it may have finished. "
             "List the live ones with %aio tasks (or loopbridge.inspect_tasks())."
         )
-    names = ", ".join(f"{short_id(t)} ({t.get_name()})" for t in exact[:10])  # type: ignore[attr-defined]
+    names = ", ".join(f"{short_id(t)} ({_name(t)})" for t in exact[:10])
     raise TaskLookupError(f"{ref!r} matches {len(exact)} tasks: {names}; use the full id")
 
 
@@ -951,7 +954,7 @@ def match_tasks(pattern: str) -> list[tuple[asyncio.Future[Any], bool]]:
             f"--match {pattern!r} is not a valid regular expression: {exc}"
         ) from None
     dirs = _internal_dirs()
-    internal_loops = {s.loop_id for s, _ in _find_loops() if s.internal}
+    internal_loops = _internal_loop_ids()
     out = []
     for t in _live_tasks():
         coro = _user_coro(t)
@@ -970,12 +973,10 @@ def is_internal(
     if dirs is None:
         dirs = _internal_dirs()
     if internal_loops is None:
-        internal_loops = {s.loop_id for s, _ in _find_loops() if s.internal}
+        internal_loops = _internal_loop_ids()
     if id(task.get_loop()) in internal_loops:
         return True
-    coro = _user_coro(task)
-    code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
-    return code is not None and bool(dirs) and code.co_filename.startswith(dirs)
+    return _internal_code(_coro_code(_user_coro(task)), dirs)
 
 
 def loop_label(loop: asyncio.AbstractEventLoop) -> str:
@@ -1032,8 +1033,7 @@ def _trace(task: asyncio.Future[Any], label: str) -> TaskTrace:
         what = _describe_leaf(leaf, frames[-1] if frames else None, loop)
         if leaf is not None and not isinstance(leaf, asyncio.Future) and _frame_of(leaf) is None:
             what += " - the chain continues inside it, which Python does not expose (unknown)"
-        name = current.get_name() if isinstance(current, asyncio.Task) else "?"
-        chain.append((f"{short_id(current)} {name}", infos, what))
+        chain.append((f"{short_id(current)} {_name(current)}", infos, what))
         if isinstance(leaf, asyncio.Task):
             current = leaf
         else:
@@ -1080,10 +1080,7 @@ def cancel_tasks(
     """Cancel tasks thread-safely (each on its own loop), then wait up to
     *timeout* for them to finish; say what happened to each."""
     labels = {s.loop_id: s.label for s, _ in _find_loops()}
-    try:
-        here = asyncio.get_running_loop()
-    except RuntimeError:
-        here = None
+    here = _running_loop()
     rows: list[tuple[Any, str, str, str, str | None]] = []
     waits: list[tuple[Any, threading.Event]] = []
     for task, internal in targets:

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from . import _inspect as ins
 from ._views import CancelView, LoopsView, TasksView, WhereView
+from ._worker import _check_seconds
 
 __all__ = ["cancel_tasks", "inspect_loops", "inspect_tasks", "where_task"]
 
@@ -183,18 +184,19 @@ def cancel_tasks(
 
         loopbridge.cancel_tasks(match="poller", dry_run=True)
     """
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-        raise ValueError(f"timeout must be a non-negative number of seconds, got {timeout!r}")
+    _check_seconds(timeout, "timeout", allow_none=False)
     refs = [tasks] if isinstance(tasks, str) else list(tasks)
     if not refs and match is None:
         raise ValueError("say which tasks to cancel: task ids/names, or match='regex'")
     targets: list[tuple[object, bool]] = []
     seen: set[int] = set()
+    if refs:  # found once, not once per task
+        dirs, internal_loops = ins._internal_dirs(), ins._internal_loop_ids()
     for ref in refs:
         t = ins.find_task(ref)
         if id(t) not in seen:
             seen.add(id(t))
-            targets.append((t, ins.is_internal(t)))
+            targets.append((t, ins.is_internal(t, dirs, internal_loops)))
     if match is not None:
         for t, internal in ins.match_tasks(match):
             if id(t) not in seen:

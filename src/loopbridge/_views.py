@@ -319,25 +319,23 @@ class TasksView(_View):
             )
         return notes
 
-    def text(self) -> str:
+    def _table(self) -> tuple[Sequence[str], list[list[str]]] | None:
         if self.group:
-            body = text_table(_GROUP_HEADERS, self._group_rows())
-        elif self.rows:
-            body = text_table(_TASK_HEADERS, self._task_rows())
-        else:
-            body = "no tasks match"
-        parts = [body, *self._notes()]
+            return _GROUP_HEADERS, self._group_rows()
+        if self.rows:
+            return _TASK_HEADERS, self._task_rows()
+        return None
+
+    def text(self) -> str:
+        table = self._table()
+        parts = [text_table(*table) if table else "no tasks match", *self._notes()]
         for label, frames in self.snapshot.best_effort.items():
             parts.append(f"stack of blocked loop {label}:\n{_stack_text(frames)}")
         return "\n".join(parts)
 
     def _repr_html_(self) -> str:
-        if self.group:
-            body = html_table(_GROUP_HEADERS, self._group_rows())
-        elif self.rows:
-            body = html_table(_TASK_HEADERS, self._task_rows())
-        else:
-            body = "<p>no tasks match</p>"
+        table = self._table()
+        body = html_table(*table) if table else "<p>no tasks match</p>"
         notes = "".join(f"<p>{html.escape(n)}</p>" for n in self._notes())
         stacks = "".join(
             _stack_html(f"stack of blocked loop {label}", frames)

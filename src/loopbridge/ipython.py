@@ -70,10 +70,7 @@ def _nest_asyncio_warning() -> str | None:
     run_mod = getattr(asyncio.run, "__module__", "") or ""
     if run_mod.startswith("nest_asyncio"):
         patched.append(run_mod.split(".")[0])
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
+    loop = _inspect._running_loop()
     if loop is not None and getattr(loop, "_nest_patched", False) and not patched:
         patched.append("nest_asyncio")
     if not patched:
@@ -167,7 +164,7 @@ class LoopBridge(Configurable):
             kernel_loop = self._kernel_loop
 
             def run(main: Any, *, debug: bool | None = None, **kwargs: Any) -> Any:
-                running = asyncio._get_running_loop()
+                running = _inspect._running_loop()
                 if running is None or running is not kernel_loop or kwargs:
                     return original(main, debug=debug, **kwargs)
                 if not asyncio.iscoroutine(main):
@@ -205,10 +202,8 @@ class LoopBridge(Configurable):
             _inspect._current_cell = lambda: self._cell
             if self._kernel_loop is not None and not self._kernel_loop.is_closed():
                 self._track(self._kernel_loop)
-            for w in list(_worker._all_workers):
-                gen = w._gen
-                if gen is not None and not gen.loop.is_closed():
-                    self._track(gen.loop)
+            for _w, loop in _inspect.worker_loops():
+                self._track(loop)
             if self._track not in _worker._new_loop_hooks:
                 _worker._new_loop_hooks.append(self._track)
         else:
@@ -244,10 +239,7 @@ class LoopBridge(Configurable):
 
     def load(self) -> None:
         shell = self.shell
-        try:
-            self._kernel_loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._kernel_loop = None
+        self._kernel_loop = _inspect._running_loop()
         self._active = True
         shell.events.register("pre_run_cell", self._pre_run_cell)
         _inspect._cell_of_file = self._cell_of_file
@@ -368,6 +360,23 @@ def _help_text() -> str:
     return "".join(parts)
 
 
+# %aio one-loop / %aio reroute: the setting each switches, its name, what on and off mean.
+_SWITCHES = {
+    "one-loop": (
+        "one_loop",
+        "one-loop mode",
+        "cells with top-level await run on the worker loop",
+        "top-level await runs on the kernel's loop",
+    ),
+    "reroute": (
+        "reroute_asyncio_run",
+        "asyncio.run reroute",
+        "asyncio.run() in a cell runs on the worker loop",
+        "asyncio.run() is asyncio's own",
+    ),
+}
+
+
 @magics_class
 class AioMagics(Magics):
     """The ``%aio`` magics. Each returns an object: text in a terminal, HTML in a
@@ -426,26 +435,12 @@ class AioMagics(Magics):
                     force=args.force,
                     timeout=args.timeout if args.timeout is not None else s.cancel_timeout,
                 )
-            if args.command == "one-loop":
+            if args.command in _SWITCHES:
+                attr, label, on_text, off_text = _SWITCHES[args.command]
                 if args.switch != "status":
-                    s.one_loop = args.switch == "on"
-                return SettingView(
-                    "one-loop mode",
-                    s.one_loop,
-                    "cells with top-level await run on the worker loop"
-                    if s.one_loop
-                    else "top-level await runs on the kernel's loop",
-                )
-            if args.command == "reroute":
-                if args.switch != "status":
-                    s.reroute_asyncio_run = args.switch == "on"
-                return SettingView(
-                    "asyncio.run reroute",
-                    s.reroute_asyncio_run,
-                    "asyncio.run() in a cell runs on the worker loop"
-                    if s.reroute_asyncio_run
-                    else "asyncio.run() is asyncio's own",
-                )
+                    setattr(s, attr, args.switch == "on")
+                on = getattr(s, attr)
+                return SettingView(label, on, on_text if on else off_text)
             if args.command == "run":
                 raise UsageError("%aio run is a cell magic: put %%aio run on a cell's first line")
         except (ValueError, LookupError) as exc:
