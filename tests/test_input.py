@@ -105,7 +105,7 @@ def test_workerloop_arguments_are_checked() -> None:
         loopbridge.WorkerLoop(loop_factory=asyncio.new_event_loop())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="cancel_timeout"):
         loopbridge.WorkerLoop(cancel_timeout=-1)
-    with pytest.raises(TypeError, match="debug must be True or False"):
+    with pytest.raises(TypeError, match="debug must be True, False or None"):
         loopbridge.WorkerLoop(debug="yes")  # type: ignore[arg-type]
 
 

@@ -15,6 +15,7 @@ import collections
 import concurrent.futures
 import contextvars
 import functools
+import inspect
 import logging
 import math
 import os
@@ -32,6 +33,7 @@ from ._awaitables import _await_it, as_coroutine
 from ._errors import (
     BridgeTimeoutError,
     DeadlockError,
+    _add_note,
     LoopBridgeWarning,
     WorkerClosedError,
     explain_cross_loop,
@@ -91,7 +93,22 @@ def _warn(message: str, category: type[Warning] = LoopBridgeWarning) -> None:
     warnings.warn(message, category, stacklevel=level)
 
 
-def _check_seconds(value: object, what: str, *, allow_none: bool) -> float | None:
+# The longest wait threading's locks accept (about 292 years). A timeout of this
+# or more, math.inf included, means "no bound", as in trio and anyio: checked
+# before anything is scheduled, never an OverflowError halfway through a call.
+_NO_BOUND = threading.TIMEOUT_MAX
+
+
+def _check_seconds(
+    value: object, what: str, *, allow_none: bool, positive: bool = False
+) -> float | None:
+    """Validate a number of seconds; return it as a float, ``math.inf`` for "no bound".
+
+    ``None`` (where allowed), ``math.inf`` and anything at or above
+    ``threading.TIMEOUT_MAX`` all mean "no bound" and come back as ``None``
+    (where allowed) or ``math.inf``; negative numbers, NaN, bools and non-numbers
+    are refused with a message naming *what*.
+    """
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -99,9 +116,26 @@ def _check_seconds(value: object, what: str, *, allow_none: bool) -> float | Non
             f"{what} must be a number of seconds{' or None' if allow_none else ''}, "
             f"got {type(value).__name__}: {value!r}"
         )
-    if math.isnan(value) or value < 0:
-        raise ValueError(f"{what} must be a non-negative number of seconds, got {value!r}")
+    if math.isnan(value) or value < 0 or (positive and value == 0):
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(
+            f"{what} must be a {kind} number of seconds"
+            f"{' or None' if allow_none else ''} (math.inf means no bound), got {value!r}"
+        )
+    if value >= _NO_BOUND:
+        return None if allow_none else math.inf
     return float(value)
+
+
+def _bound(seconds: float | None) -> float | None:
+    """*seconds* as a wait argument: None when there is no bound."""
+    return None if seconds is None or seconds >= _NO_BOUND else seconds
+
+
+def _acquire(lock: threading.Lock, seconds: float | None) -> bool:
+    """``lock.acquire`` with a bound that may be None or math.inf (wait forever)."""
+    seconds = _bound(seconds)
+    return lock.acquire(True, -1 if seconds is None else max(seconds, 0.0))
 
 
 def _write_back(ctx: contextvars.Context) -> None:
@@ -148,6 +182,29 @@ class _Gen:
         self.lock = threading.Lock()  # only for calls racing with the sweep
 
 
+class _Start:
+    """What a starting worker thread hands back, and the caller's "never mind"."""
+
+    __slots__ = ("abandoned", "lock", "result", "started")
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.lock = threading.Lock()
+        self.result: _Gen | BaseException | None = None
+        self.abandoned = False
+
+    def abandon(self) -> None:
+        """The starter gave up: stop the loop if it runs, or before it runs."""
+        with self.lock:
+            self.abandoned = True
+            gen = self.result
+        if isinstance(gen, _Gen):
+            try:
+                gen.loop.call_soon_threadsafe(gen.loop.stop)
+            except RuntimeError:
+                pass  # already closed
+
+
 class _Call:
     """One hand-off: filled in on the loop thread, read by the caller after the lock."""
 
@@ -160,6 +217,8 @@ class _Call:
         "exc",
         "finished",
         "future",
+        "gen",
+        "wrapped",
         "lock",
         "loop",
         "task",
@@ -168,13 +227,14 @@ class _Call:
 
     def __init__(
         self,
-        loop: asyncio.AbstractEventLoop,
+        gen: _Gen,
         coro: Coroutine[Any, Any, Any],
         ctx: contextvars.Context,
         lock: threading.Lock | None,
         future: _BridgeFuture[Any] | None,
     ) -> None:
-        self.loop = loop
+        self.gen = gen
+        self.loop = gen.loop
         self.coro: Coroutine[Any, Any, Any] | None = coro
         self.ctx = ctx
         self.ctx_out: contextvars.Context | None = None
@@ -186,29 +246,64 @@ class _Call:
         self.cancel_delivered = False
         self.cancel_early = False  # cancel asked for before the task existed
         self.finished = False
+        self.wrapped = False  # run inside _run_capturing_context (3.10, classic factories)
 
 
 class _BridgeFuture(concurrent.futures.Future[T]):
-    """A ``concurrent.futures.Future`` that refuses to block its own worker loop."""
+    """A ``concurrent.futures.Future`` that refuses to block its own worker loop,
+    and that takes part in the deadlock check between worker loops."""
 
     _worker: WorkerLoop
 
-    def _check_thread(self, api: str) -> None:
-        if not self.done() and threading.get_ident() == self._worker._thread_id:
+    def _check_thread(self, api: str) -> bool:
+        """Refuse a wait that can never end; return True if a wait edge was added."""
+        if self.done():
+            return False
+        me = threading.get_ident()
+        if me == self._worker._thread_id:
             raise DeadlockError(
                 f"Future.{api}() was called on the thread of worker loop "
                 f"{self._worker.name!r}, which must run the task this future waits "
                 "for; blocking here would wait forever. Inside a coroutine, use "
                 "`await asyncio.wrap_future(fut)` instead."
             )
+        if me not in _worker_threads:
+            return False
+        # Another worker's thread blocks on this one: the same cycle check as run_sync.
+        with _edges_lock:
+            target = _cycle_through(self._worker, me)
+            if target is not None:
+                raise DeadlockError(
+                    f"Future.{api}() would deadlock: this thread runs a worker loop "
+                    f"that worker loop {self._worker.name!r} (which must finish the "
+                    f"future) is itself blocked on, through worker loop {target.name!r}. "
+                    "Inside a coroutine, use `await asyncio.wrap_future(fut)` instead."
+                )
+            _waiting_on[me] = self._worker
+        return True
 
     def result(self, timeout: float | None = None) -> T:
-        self._check_thread("result")
-        return super().result(timeout)
+        edge = self._check_thread("result")
+        try:
+            return super().result(_bound(_check_seconds(timeout, "timeout", allow_none=True)))
+        finally:
+            if edge:
+                _drop_edge()
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        self._check_thread("exception")
-        return super().exception(timeout)
+        edge = self._check_thread("exception")
+        try:
+            return super().exception(
+                _bound(_check_seconds(timeout, "timeout", allow_none=True))
+            )
+        finally:
+            if edge:
+                _drop_edge()
+
+
+def _drop_edge() -> None:
+    with _edges_lock:
+        _waiting_on.pop(threading.get_ident(), None)
 
 
 class WorkerLoop:
@@ -226,7 +321,9 @@ class WorkerLoop:
         name: shown in errors and in the thread's name (``loopbridge-<name>``).
         loop_factory: makes the event loop, e.g. ``uvloop.new_event_loop``;
             called in the worker thread. Default: ``asyncio.new_event_loop``.
-        debug: run the loop in asyncio debug mode.
+        debug: run the loop in asyncio debug mode. Default (None): as
+            ``asyncio.run`` would, on under ``python -X dev`` / ``PYTHONDEVMODE=1``
+            or ``PYTHONASYNCIODEBUG=1``.
         cancel_timeout: how long a timed-out or interrupted call waits for its
             cancelled task to finish its cleanup before giving up on it.
         shutdown_timeout: the bound on :meth:`close` (cancel tasks, finalise
@@ -243,7 +340,7 @@ class WorkerLoop:
         name: str = "worker",
         *,
         loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
-        debug: bool = False,
+        debug: bool | None = None,
         cancel_timeout: float = 5.0,
         shutdown_timeout: float = 5.0,
     ) -> None:
@@ -254,8 +351,8 @@ class WorkerLoop:
                 f"loop_factory must be a callable that returns a new event loop "
                 f"(e.g. asyncio.new_event_loop or uvloop.new_event_loop), got {loop_factory!r}"
             )
-        if not isinstance(debug, bool):
-            raise TypeError(f"debug must be True or False, got {debug!r}")
+        if debug is not None and not isinstance(debug, bool):
+            raise TypeError(f"debug must be True, False or None (asyncio's default), got {debug!r}")
         self.name = name
         self.loop_factory = loop_factory
         self.debug = debug
@@ -383,7 +480,7 @@ class WorkerLoop:
             return  # already closed, or called on the loop itself: the thread finishes it
         # Finalising is bounded by shutdown_timeout; the margin covers the
         # thread's own start-up of it.
-        thread.join(self.shutdown_timeout + 1.0 if timeout is None else wait)
+        thread.join(_bound(self.shutdown_timeout + 1.0 if timeout is None else wait))
         if thread.is_alive():
             _warn(
                 f"worker loop {self.name!r} did not finish closing within {wait}s: "
@@ -422,7 +519,9 @@ class WorkerLoop:
         """Schedule *awaitable* on this loop and return a future at once.
 
         Cancelling the future cancels the task. The coroutine runs in a copy of
-        the caller's context (like ``asyncio.create_task``).
+        the caller's context (like ``asyncio.create_task``). If the worker is
+        closed (or the process forks) before the task ends, the future fails
+        with :class:`WorkerClosedError`.
 
         Example::
 
@@ -430,15 +529,33 @@ class WorkerLoop:
             ...
             value = fut.result(timeout=10)
         """
-        gen = self._loop_for_call(awaitable)
-        coro = as_coroutine(awaitable, gen.loop, "submit")
-        fut: _BridgeFuture[T] = _BridgeFuture()
-        fut._worker = self
-        call = self._schedule(gen, coro, contextvars.copy_context(), None, fut)
-        fut.add_done_callback(functools.partial(self._future_done, call))
+        coro: Any = awaitable
+        try:
+            gen = self._loop_for_call(awaitable)
+            coro = as_coroutine(awaitable, gen.loop, "submit")
+            fut: _BridgeFuture[T] = _BridgeFuture()
+            fut._worker = self
+            call = _Call(gen, coro, contextvars.copy_context(), None, fut)
+        except BaseException:
+            _close_unstarted(coro)  # refused or interrupted before it was handed over
+            raise
+        try:
+            self._schedule(call)
+            fut.add_done_callback(functools.partial(self._future_done, call))
+        except BaseException:
+            # Ctrl-C (or a refusal) before the caller holds the future: nobody
+            # could wait for or cancel this task, so it must not run.
+            self._abort(call, wait=False)
+            raise
         return fut
 
     # -- caller side ------------------------------------------------------------
+    #
+    # The invariant (docs/architecture.md, "Faults"): whatever is interrupted, at
+    # whatever bytecode, every call ends within its bound and the worker serves
+    # the next call. A call exists (and is registered) before anything can be
+    # interrupted, and every exit path that is not a normal return goes through
+    # _abort(), which repairs the hand-off and cancels the call on the loop.
 
     def _call_blocking(
         self,
@@ -449,93 +566,116 @@ class WorkerLoop:
     ) -> _Call:
         """Run *awaitable* and wait for it; *on_tick* runs in the caller about 10x/s."""
         __tracebackhide__ = True
-        if timeout is not None:
-            timeout = _check_seconds(timeout, "timeout", allow_none=True)
-        gen = self._loop_for_call(awaitable)
-        coro = as_coroutine(awaitable, gen.loop, api)
-        me = threading.get_ident()
-        if me == self._thread_id:
-            coro.close()  # never started: close it so Python does not warn about it
-            raise DeadlockError(
-                f"{api}() was called on the thread of worker loop {self.name!r} "
-                f"({self.thread_name}), the loop that would have to run "
-                f"{_coro_name(coro)}: waiting here would block that loop forever. "
-                "You are inside a coroutine that the bridge runs: `await` the "
-                f"coroutine instead of calling {api}() (or call the async version of "
-                "the API)."
-            )
-        ctx = contextvars.copy_context()
-        lock = threading.Lock()
-        lock.acquire()
-        # The wait edge goes in before scheduling: the coroutine may call back at once.
-        edge = me in _worker_threads and self._add_wait_edge(me, coro, api)
-        watch = _calling_task() if _TASK_CONTEXT else None
+        coro: Any = awaitable
         try:
-            call = self._schedule(gen, coro, ctx, lock, None)
-            try:
-                if watch is None and on_tick is None:
-                    done = lock.acquire(True, -1 if timeout is None else timeout)
-                else:
-                    done = _wait_watching(lock, timeout, watch, on_tick)
-            except BaseException:
-                # KeyboardInterrupt from Ctrl-C / "Interrupt kernel", or another
-                # asynchronous exception: the work must not be left running.
-                self._cancel_and_wait(call, "interrupted")
-                raise
-            finally:
-                ctx_out = call.ctx_out if not _TASK_CONTEXT else (ctx if call.task else None)
-                if ctx_out is not None:
-                    _write_back(ctx_out)
-            if not done:
-                self._cancel_and_wait(call, f"timed out after {timeout}s")
-                if call.cancel_delivered or not call.finished:
-                    cause = call.exc if not isinstance(call.exc, asyncio.CancelledError) else None
-                    call.exc = BridgeTimeoutError(
-                        f"{api}() timed out after {timeout}s waiting for "
-                        f"{_coro_name(coro)}; the task was cancelled on worker "
-                        f"loop {self.name!r}."
-                    )
-                    call.exc.__cause__ = cause
-                    return call
+            if timeout is not None:
+                timeout = _check_seconds(timeout, "timeout", allow_none=True)
+            gen = self._loop_for_call(awaitable)
+            coro = as_coroutine(awaitable, gen.loop, api)
+            me = threading.get_ident()
+            if me == self._thread_id:
+                raise DeadlockError(
+                    f"{api}() was called on the thread of worker loop {self.name!r} "
+                    f"({self.thread_name}), the loop that would have to run "
+                    f"{_coro_name(coro)}: waiting here would block that loop forever. "
+                    "You are inside a coroutine that the bridge runs: `await` the "
+                    f"coroutine instead of calling {api}() (or call the async version of "
+                    "the API)."
+                )
+            ctx = contextvars.copy_context()
+            lock = threading.Lock()
+            lock.acquire()
+            # The wait edge goes in before scheduling: the coroutine may call back at once.
+            edge = me in _worker_threads and self._add_wait_edge(me, api)
+            call = _Call(gen, coro, ctx, lock, None)
+        except BaseException:
+            _close_unstarted(coro)  # refused or interrupted before it was handed over
+            raise
+        try:
+            watch = _calling_task() if _TASK_CONTEXT else None
+            self._schedule(call)
+            done = self._wait(call, timeout, watch, on_tick)
+        except BaseException as exc:
+            # KeyboardInterrupt from Ctrl-C / "Interrupt kernel" (at any bytecode
+            # of the lines above), another asynchronous exception, or a refusal:
+            # the work must not be left running, nor the hand-off half done.
+            self._abort(call, wait=True, why="interrupted", exc=exc)
+            raise
         finally:
             if edge:
-                with _edges_lock:
-                    _waiting_on.pop(me, None)
+                _drop_edge()
+            ctx_out = call.ctx_out if call.wrapped else (ctx if call.task else None)
+            if ctx_out is not None:
+                _write_back(ctx_out)
+        if not done:
+            self._abort(call, wait=True, why=f"timed out after {timeout}s")
+            if call.cancel_delivered or not call.finished:
+                cause = call.exc if not isinstance(call.exc, asyncio.CancelledError) else None
+                call.exc = BridgeTimeoutError(
+                    f"{api}() timed out after {timeout}s waiting for "
+                    f"{_coro_name(coro)}; the task was cancelled on worker "
+                    f"loop {self.name!r}."
+                )
+                call.exc.__cause__ = cause
+                return call
         if call.exc is not None:
             exc = _strip_wrappers(call.exc) if call.exc.__traceback__ else call.exc
             explain_cross_loop(exc, self, in_caller=True)
             call.exc = exc
         return call
 
-    def _add_wait_edge(self, me: int, coro: Coroutine[Any, Any, Any], api: str) -> bool:
+    def _wait(
+        self,
+        call: _Call,
+        timeout: float | None,
+        watch: tuple[asyncio.Task[Any], int] | None,
+        on_tick: Callable[[], None] | None,
+    ) -> bool:
+        """Wait for *call* to finish, at most *timeout* seconds; False on timeout.
+
+        The fast path is one ``lock.acquire``. A call that has not *started*
+        after a slice gets its hand-off repaired (a fresh drain, which costs
+        nothing if one was already pending): the belt to _abort's braces, for a
+        wake-up lost to an interrupt that hit another caller twice.
+        """
+        lock = call.lock
+        assert lock is not None
+        if watch is None and on_tick is None:
+            first = _START_SLICE if timeout is None else min(_START_SLICE, timeout)
+            if lock.acquire(True, first):
+                return True
+            if call.task is None and not call.finished:
+                self._kick(call.gen)
+            if timeout is None:
+                return lock.acquire()
+            return lock.acquire(True, max(timeout - first, 0.0))
+        return _wait_watching(
+            lock, timeout, watch, on_tick, lambda: call.task is None and self._kick(call.gen)
+        )
+
+    def _kick(self, gen: _Gen) -> None:
+        """Schedule a drain of *gen*'s inbox unconditionally (thread-safe, idempotent)."""
+        try:
+            gen.loop.call_soon_threadsafe(self._drain, gen, context=contextvars.Context())
+        except RuntimeError:
+            pass  # closed: the final sweep fails what is left
+
+    def _add_wait_edge(self, me: int, api: str) -> bool:
         """Refuse a wait that closes a cycle of worker loops waiting on each other."""
         with _edges_lock:
-            owner = self._thread_id
-            for _ in range(len(_waiting_on) + 1):
-                target = _waiting_on.get(owner)  # type: ignore[arg-type]
-                if target is None:
-                    break
-                if target._thread_id == me:
-                    coro.close()
-                    raise DeadlockError(
-                        f"{api}() on worker loop {self.name!r} would deadlock: that loop "
-                        f"is itself blocked waiting for worker loop {target.name!r}, "
-                        "whose thread is making this call. Await the coroutine instead, "
-                        "or use submit() and do not wait on it from the worker thread."
-                    )
-                owner = target._thread_id
+            target = _cycle_through(self, me)
+            if target is not None:
+                raise DeadlockError(
+                    f"{api}() on worker loop {self.name!r} would deadlock: that loop "
+                    f"is itself blocked waiting for worker loop {target.name!r}, "
+                    "whose thread is making this call. Await the coroutine instead, "
+                    "or use submit() and do not wait on it from the worker thread."
+                )
             _waiting_on[me] = self
         return True
 
-    def _schedule(
-        self,
-        gen: _Gen,
-        coro: Coroutine[Any, Any, Any],
-        ctx: contextvars.Context,
-        lock: threading.Lock | None,
-        future: _BridgeFuture[Any] | None,
-    ) -> _Call:
-        call = _Call(gen.loop, coro, ctx, lock, future)
+    def _schedule(self, call: _Call) -> None:
+        gen = call.gen
         # Registered before anything else: a loop that closes before starting
         # the call finds it here and fails it, so no caller waits forever.
         self._inflight.add(call)
@@ -543,12 +683,14 @@ class WorkerLoop:
         if gen.closed:
             self._refuse_if_swept(gen, call)
         elif not gen.wakeup_pending:
+            # If an interrupt lands between these two lines, the flag says a
+            # drain is coming when none is: _abort (this caller) and _wait
+            # (any later caller) re-kick, so the inbox is never left unserved.
             gen.wakeup_pending = True
             try:
                 gen.loop.call_soon_threadsafe(self._drain, gen, context=contextvars.Context())
             except RuntimeError:  # closed between our check and now
                 self._refuse_if_swept(gen, call)
-        return call
 
     def _refuse_if_swept(self, gen: _Gen, call: _Call) -> None:
         """The loop is closing: fail *call* now unless the final sweep will."""
@@ -564,20 +706,43 @@ class WorkerLoop:
             "try again (the default worker restarts on its own)."
         )
 
-    def _cancel_and_wait(self, call: _Call, why: str) -> None:
+    def _abort(
+        self, call: _Call, *, wait: bool, why: str = "", exc: BaseException | None = None
+    ) -> None:
+        """End *call* after its caller stopped waiting (Ctrl-C, timeout, refusal).
+
+        Runs ``_cancel_call`` on the loop, which also repairs a hand-off that an
+        interrupt left half done (the call still in the inbox, a wake-up flag
+        set with no wake-up sent). With *wait*, waits for the task to finish its
+        cleanup, at most ``cancel_timeout``; not at all if it already finished,
+        which is how Ctrl-C right after the result came in costs nothing.
+        """
+        if call.finished:
+            return
         try:
-            call.loop.call_soon_threadsafe(self._cancel_call, call)
+            call.loop.call_soon_threadsafe(self._cancel_call, call, context=contextvars.Context())
         except RuntimeError:
             pass  # closed: the finaliser has failed (or will fail) the call
+        if not wait or call.finished:
+            return
         assert call.lock is not None
         # A second Ctrl-C here interrupts the grace wait itself, as users expect.
-        if not call.lock.acquire(True, self.cancel_timeout):
-            _warn(
-                f"a call to worker loop {self.name!r} {why}; its task "
-                f"{_coro_name(call.task or call.coro)} was cancelled but had not finished "
-                f"{self.cancel_timeout}s later (it may be ignoring cancellation or "
-                "blocking the loop). It keeps running there."
-            )
+        if _acquire(call.lock, self.cancel_timeout) or call.finished:
+            return
+        message = (
+            f"a call to worker loop {self.name!r} {why}; its task "
+            f"{_coro_name(call.task or call.coro)} was cancelled but had not finished "
+            f"{self.cancel_timeout}s later (it may be ignoring cancellation or "
+            "blocking the loop). It keeps running there."
+        )
+        if exc is None:
+            _warn(message)
+            return
+        # Under -W error the warning must not replace the KeyboardInterrupt.
+        try:
+            _warn(message)
+        except Warning as warning:
+            _add_note(exc, f"loopbridge: {warning}")
 
     # -- loop side (these run on the worker thread) -----------------------------
 
@@ -587,12 +752,17 @@ class WorkerLoop:
         gen.wakeup_pending = False
         inbox = gen.inbox
         while inbox and not gen.closed:  # once closing, the final sweep fails them
-            self._start_call(inbox.popleft())
+            try:
+                call = inbox.popleft()
+            except IndexError:  # taken by a _cancel_call of this same thread
+                break
+            self._start_call(call)
 
     def _start_call(self, call: _Call) -> None:
         loop = call.loop
         coro = call.coro
-        assert coro is not None
+        if call.finished or coro is None:
+            return  # ended by _cancel_call while it waited in the inbox
         fut = call.future
         if call.cancel_early or (fut is not None and fut.cancelled()):
             coro.close()  # cancelled before it could start: it never runs
@@ -600,24 +770,24 @@ class WorkerLoop:
             self._finish(call)
             return
         try:
-            factory = loop.get_task_factory()
-            if _EAGER and factory is None:
-                task: asyncio.Task[Any] = asyncio.Task(
-                    coro,
-                    loop=loop,
-                    context=call.ctx,
-                    eager_start=True,  # type: ignore[call-arg]
-                )
-            elif _EAGER and getattr(factory, "__loopbridge_eager__", False):
-                # our own recording factory (the IPython extension): keeps eager start
-                eager: Any = factory
-                task = eager(loop, coro, context=call.ctx, eager_start=True)
-            elif _TASK_CONTEXT:
-                task = loop.create_task(coro, context=call.ctx)  # type: ignore[call-arg,unused-ignore]
-            else:
-                task = call.ctx.run(loop.create_task, _run_capturing_context(coro, call))
+            task = self._create_task(loop, coro, call)
         except (KeyboardInterrupt, SystemExit) as exc:
             # Raised by the coroutine's eager first step: it belongs to the caller.
+            call.exc = exc
+            self._finish(call)
+            return
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, never lost
+            # A task factory that raises must fail this call, not the drain: an
+            # exception escaping here would strand every call queued behind it.
+            if not _started(coro):
+                coro.close()
+            _add_note(
+                exc,
+                f"loopbridge: the task factory {loop.get_task_factory()!r} of worker loop "
+                f"{self.name!r} raised this while creating the task for {_coro_name(coro)}; "
+                "the call was not run. Fix the factory, or remove it with "
+                "loop.set_task_factory(None).",
+            )
             call.exc = exc
             self._finish(call)
             return
@@ -626,6 +796,43 @@ class WorkerLoop:
             self._task_done(call, task)
         else:
             task.add_done_callback(functools.partial(self._task_done, call))
+
+    def _create_task(
+        self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], call: _Call
+    ) -> asyncio.Task[Any]:
+        factory = loop.get_task_factory()
+        task: Any
+        if _EAGER and factory is None:
+            task = asyncio.Task(
+                coro,
+                loop=loop,
+                context=call.ctx,
+                eager_start=True,  # type: ignore[call-arg]
+            )
+        elif _EAGER and getattr(factory, "__loopbridge_eager__", False):
+            # our own recording factory (the IPython extension): keeps eager start
+            eager: Any = factory
+            task = eager(loop, coro, context=call.ctx, eager_start=True)
+        else:
+            task = None
+            if _TASK_CONTEXT:
+                try:
+                    task = loop.create_task(coro, context=call.ctx)  # type: ignore[call-arg,unused-ignore]
+                except TypeError as exc:
+                    # A classic ``factory(loop, coro)`` refuses the context
+                    # argument before running: fall back to the 3.10 way.
+                    if "context" not in str(exc) or _started(coro):
+                        raise
+            if task is None:
+                # The task copies the caller's context, read back when it ends.
+                call.wrapped = True
+                task = call.ctx.run(loop.create_task, _run_capturing_context(coro, call))
+        if not isinstance(task, asyncio.Future):
+            raise TypeError(
+                f"the task factory {factory!r} returned {type(task).__name__}, "
+                "not an asyncio.Task (or Future)"
+            )
+        return task  # type: ignore[no-any-return]
 
     def _task_done(self, call: _Call, task: asyncio.Task[Any]) -> None:
         if task.cancelled():
@@ -645,8 +852,8 @@ class WorkerLoop:
             call.exc = task.exception()
             if call.exc is None:
                 call.value = task.result()
-        if not _TASK_CONTEXT and call.coro is not None:
-            call.coro.close()  # 3.10: the task may have been cancelled before it began
+        if call.wrapped and call.coro is not None:
+            call.coro.close()  # the task may have been cancelled before its wrapper began
         self._finish(call)
 
     def _finish(self, call: _Call) -> None:
@@ -666,7 +873,12 @@ class WorkerLoop:
         # break it so finished calls are freed at once, not by the cyclic GC.
         task, call.future, call.task = call.task, None, None
         if not fut.cancelled():
-            if task is not None and task.cancelled() and call.exc is not None:
+            if isinstance(call.exc, asyncio.CancelledError) and (
+                call.cancel_delivered or (task is not None and task.cancelled())
+            ):
+                # cancelled by the future's owner, or by code on the loop: the
+                # future says "cancelled", as run_coroutine_threadsafe's does.
+                # Cancelled by close() it fails with WorkerClosedError instead.
                 fut.cancel()
                 fut.set_running_or_notify_cancel()
             elif fut.set_running_or_notify_cancel():
@@ -679,10 +891,25 @@ class WorkerLoop:
             call.exc = None
 
     def _cancel_call(self, call: _Call) -> None:
+        """On the loop: cancel *call*, wherever its hand-off got to."""
+        if call.finished:
+            return
         task = call.task
         if task is None:
-            call.cancel_early = not call.finished  # still in the inbox
-            call.cancel_delivered = call.cancel_early
+            # Not started: queued, or never queued (the caller was interrupted
+            # inside _schedule). Either way it ends here, and the inbox is
+            # drained in case the interrupt also swallowed its wake-up.
+            try:
+                call.gen.inbox.remove(call)
+            except ValueError:
+                pass
+            call.cancel_early = call.cancel_delivered = True
+            if call.coro is not None:
+                call.coro.close()
+            call.exc = asyncio.CancelledError()
+            self._finish(call)
+            if call.gen.inbox and not call.gen.closed:
+                self._drain(call.gen)
         elif not task.done():
             call.cancel_delivered = task.cancel()
 
@@ -704,56 +931,72 @@ class WorkerLoop:
         """
         if self._state == _RUNNING:  # the hot path: no lock
             return self._gen  # type: ignore[return-value]
+        revived: str | None = None
         with self._lock:
             state = self._state
             if state == _RUNNING:
                 return self._gen  # type: ignore[return-value]
             if state in (_CLOSING, _CLOSED):
-                if isinstance(refused, types.CoroutineType):
-                    refused.close()
+                _close_unstarted(refused)
                 raise WorkerClosedError(
                     f"worker loop {self.name!r} is closed; create a new WorkerLoop "
                     "(module-level loopbridge.run_sync() starts a new default worker "
                     "by itself)."
                 )
-            if state == _DEAD:
-                _warn(
-                    f"worker loop {self.name!r} had {self._death}; starting a fresh "
-                    "event loop for it. Objects bound to the old loop (clients, pools, "
-                    "locks) cannot be used on the new one: create them again."
+            if _exiting:
+                _close_unstarted(refused)
+                raise WorkerClosedError(
+                    f"worker loop {self.name!r} cannot start: the interpreter is exiting "
+                    "(the main thread has finished). Join the threads that still need "
+                    "the bridge before the main thread ends."
                 )
+            if state == _DEAD:
+                revived = self._death
             elif state == _FORKED:
                 log.debug("worker loop %r: fresh loop in forked child %d", self.name, os.getpid())
-            return self._start_thread()
+            gen = self._start_thread()
+        if revived is not None:
+            # Warned after the revival: under -W error the warning raises, and the
+            # worker must be back all the same for the next call.
+            _warn(
+                f"worker loop {self.name!r} had {revived}; started a fresh event loop "
+                "for it. Objects bound to the old loop (clients, pools, locks) cannot be "
+                "used on the new one: create them again."
+            )
+        return gen
 
     def _start_thread(self) -> _Gen:
         # Called with self._lock held.
-        started = threading.Event()
-        box: list[Any] = []
+        start = _Start()
         self._generation += 1
         name = (
             self.thread_name
             if self._generation == 1
             else (f"{self.thread_name}-{self._generation}")
         )
-        thread = threading.Thread(
-            target=self._thread_main, args=(started, box), name=name, daemon=True
-        )
-        thread.start()
-        if not started.wait(30):
-            raise RuntimeError(
-                f"worker loop {self.name!r} did not start within 30s (thread {name!r})"
-            )
-        result = box[0]
+        thread = threading.Thread(target=self._thread_main, args=(start,), name=name, daemon=True)
+        try:
+            thread.start()
+            if not start.started.wait(30):
+                raise RuntimeError(
+                    f"worker loop {self.name!r} did not start within 30s (thread {name!r})"
+                )
+        except BaseException:
+            # Ctrl-C (or the 30 s bound) while the thread starts: the thread must
+            # not live on as an orphan loop that no close() knows about.
+            start.abandon()
+            raise
+        result = start.result
         if isinstance(result, BaseException):
             raise result
+        assert isinstance(result, _Gen)
         self._gen = result
         self._thread = thread
         self._thread_id = thread.ident
         self._closing = False
         self._death = None
         self._state = _RUNNING
-        return self._gen
+        return result
 
     def _make_loop(self) -> asyncio.AbstractEventLoop:
         factory = self.loop_factory or asyncio.new_event_loop
@@ -775,21 +1018,26 @@ class WorkerLoop:
                 log.exception("new-loop hook %r failed", hook)
         return loop
 
-    def _thread_main(self, started: threading.Event, box: list[Any]) -> None:
+    def _thread_main(self, start: _Start) -> None:
         try:
             loop = self._make_loop()
-            loop.set_debug(self.debug)
+            loop.set_debug(self.debug if self.debug is not None else _asyncio_debug_default())
             asyncio.set_event_loop(loop)
         except BaseException as exc:  # noqa: BLE001 - reported to start()
-            box.append(exc)
-            started.set()
+            start.result = exc
+            start.started.set()
             return
         gen = _Gen(loop)
-        box.append(gen)
+        with start.lock:
+            abandoned = start.abandoned
+            start.result = gen
         me = threading.get_ident()
         with _edges_lock:
             _worker_threads.add(me)
-        loop.call_soon(started.set)
+        if abandoned:
+            loop.call_soon(loop.stop)
+        else:
+            loop.call_soon(start.started.set)
         died: str | None = None
         try:
             while True:
@@ -800,7 +1048,7 @@ class WorkerLoop:
                     # before re-raising, so its caller gets it. The loop is fine.
                     continue
                 break
-            if not self._closing:
+            if not self._closing and not start.abandoned:
                 died = "its event loop stopped (loop.stop() called by user code?)"
         except BaseException as exc:
             died = f"its event loop failed with {exc!r}"
@@ -871,7 +1119,7 @@ class WorkerLoop:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            _run_bounded(loop, asyncio.wait(tasks, timeout=remaining), None)
+            _run_bounded(loop, asyncio.wait(tasks, timeout=_bound(remaining)), None)
         stuck = [t for t in asyncio.all_tasks(loop) if not t.done()]
         if stuck:
             for task in stuck:
@@ -887,13 +1135,67 @@ class WorkerLoop:
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
+        # Only the forking thread exists here, so no run_sync caller waits; but
+        # submit() futures were copied, and their tasks stayed in the parent.
+        stranded = [c for c in self._inflight if c.future is not None and not c.finished]
         self._inflight = set()
+        for call in stranded:
+            fut, call.future, call.finished = call.future, None, True
+            assert fut is not None
+            # A parent thread may have held the future's lock at fork time.
+            fut._condition = threading.Condition()  # type: ignore[attr-defined]
+            if fut.set_running_or_notify_cancel():
+                fut.set_exception(
+                    WorkerClosedError(
+                        f"the process forked (child pid {os.getpid()}) while this "
+                        f"submit() to worker loop {self.name!r} was pending: its task "
+                        "runs in the parent process only, so the child's copy of the "
+                        "future can never complete. Submit the work again in the child."
+                    )
+                )
         if self._state in (_RUNNING, _CLOSING, _DEAD):
             _abandoned.append((self._gen.loop if self._gen else None, self._thread))
             self._state = _FORKED if self._state != _CLOSING else _CLOSED
         self._gen = None
         self._thread = None
         self._thread_id = None
+
+
+def _started(coro: Coroutine[Any, Any, Any]) -> bool:
+    """Whether *coro* ran its first step (compiled coroutines: assume it did)."""
+    if isinstance(coro, types.CoroutineType):
+        return inspect.getcoroutinestate(coro) != inspect.CORO_CREATED
+    return True
+
+
+def _asyncio_debug_default() -> bool:
+    """What asyncio.run's loop would use: dev mode, or PYTHONASYNCIODEBUG set."""
+    return sys.flags.dev_mode or (
+        not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG"))
+    )
+
+
+def _close_unstarted(obj: object) -> None:
+    """Close a coroutine that will never run, so Python does not warn it was never awaited."""
+    if isinstance(obj, types.CoroutineType) and not _started(obj):
+        obj.close()
+
+
+def _cycle_through(worker: WorkerLoop, me: int) -> WorkerLoop | None:
+    """The worker whose wait closes a cycle if thread *me* waits on *worker*, if any.
+
+    Called with ``_edges_lock`` held. Edges are "worker thread T is blocked on
+    worker W" (run_sync, or a future of W's); a cycle leads back to *me*.
+    """
+    owner = worker._thread_id
+    for _ in range(len(_waiting_on) + 1):
+        target = _waiting_on.get(owner)  # type: ignore[arg-type]
+        if target is None:
+            return None
+        if target._thread_id == me:
+            return target
+        owner = target._thread_id
+    return None
 
 
 def _calling_task() -> tuple[asyncio.Task[Any], int] | None:
@@ -912,11 +1214,13 @@ def _wait_watching(
     timeout: float | None,
     watch: tuple[asyncio.Task[Any], int] | None,
     on_tick: Callable[[], None] | None = None,
+    on_slice: Callable[[], object] | None = None,
 ) -> bool:
     """Wait for *lock* while also noticing that the calling task was cancelled.
 
     *on_tick*, if given, runs in the waiting thread between slices (a progress
     bar must be drawn by the thread that owns the output, e.g. a notebook cell).
+    *on_slice* runs there too (the hand-off repair of ``WorkerLoop._wait``).
 
     Under ``asyncio.run`` (3.11+) the first Ctrl-C does not raise: its handler
     cancels the main task, which cannot take effect while that task's thread
@@ -932,6 +1236,8 @@ def _wait_watching(
             return True
         if sys.version_info >= (3, 11) and watch is not None and watch[0].cancelling() > watch[1]:
             raise asyncio.CancelledError("the calling task was cancelled")
+        if on_slice is not None:
+            on_slice()
         if on_tick is not None:
             on_tick()
         if deadline is not None and time.monotonic() >= deadline:
@@ -940,11 +1246,14 @@ def _wait_watching(
 
 _WATCH_SLICE = 0.05
 _TICK_SLICE = 0.1
+# A call not started after this long gets its wake-up sent again (see _wait).
+_START_SLICE = 0.25
 
 
 def _run_bounded(
     loop: asyncio.AbstractEventLoop, aw: Awaitable[Any], timeout: float | None
 ) -> None:
+    timeout = _bound(timeout)
     coro = asyncio.wait_for(aw, timeout) if timeout is not None else aw
     try:
         loop.run_until_complete(coro)
@@ -973,7 +1282,19 @@ def _after_fork_in_child() -> None:
         worker._after_fork_in_child()
 
 
+_exiting = False
+
+
 def _close_all_at_exit() -> None:
+    """Close every worker: at interpreter exit, *before* non-daemon threads are joined.
+
+    Python joins non-daemon threads before ``atexit`` hooks run, so a thread
+    blocked in run_sync on a task that never ends would hang the exit. Hooked
+    into threading's own exit (as concurrent.futures does), the close fails such
+    calls with WorkerClosedError and the thread can finish.
+    """
+    global _exiting
+    _exiting = True
     for worker in list(_all_workers):
         if worker._state == _RUNNING:
             try:
@@ -982,6 +1303,9 @@ def _close_all_at_exit() -> None:
                 log.exception("error closing worker loop %r at exit", worker.name)
 
 
-atexit.register(_close_all_at_exit)
+atexit.register(_close_all_at_exit)  # idempotent; covers embedders without the hook below
+_register_threading_exit = getattr(threading, "_register_atexit", None)
+if _register_threading_exit is not None:  # CPython 3.9+
+    _register_threading_exit(_close_all_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
