@@ -33,9 +33,9 @@ from ._awaitables import _await_it, as_coroutine
 from ._errors import (
     BridgeTimeoutError,
     DeadlockError,
-    _add_note,
     LoopBridgeWarning,
     WorkerClosedError,
+    _add_note,
     explain_cross_loop,
 )
 
@@ -218,11 +218,11 @@ class _Call:
         "finished",
         "future",
         "gen",
-        "wrapped",
         "lock",
         "loop",
         "task",
         "value",
+        "wrapped",
     )
 
     def __init__(
@@ -595,11 +595,11 @@ class WorkerLoop:
             watch = _calling_task() if _TASK_CONTEXT else None
             self._schedule(call)
             done = self._wait(call, timeout, watch, on_tick)
-        except BaseException as exc:
+        except BaseException as interrupt:
             # KeyboardInterrupt from Ctrl-C / "Interrupt kernel" (at any bytecode
             # of the lines above), another asynchronous exception, or a refusal:
             # the work must not be left running, nor the hand-off half done.
-            self._abort(call, wait=True, why="interrupted", exc=exc)
+            self._abort(call, wait=True, why="interrupted", exc=interrupt)
             raise
         finally:
             if edge:
@@ -649,9 +649,12 @@ class WorkerLoop:
             if timeout is None:
                 return lock.acquire()
             return lock.acquire(True, max(timeout - first, 0.0))
-        return _wait_watching(
-            lock, timeout, watch, on_tick, lambda: call.task is None and self._kick(call.gen)
-        )
+
+        def repair() -> None:
+            if call.task is None and not call.finished:
+                self._kick(call.gen)
+
+        return _wait_watching(lock, timeout, watch, on_tick, repair)
 
     def _kick(self, gen: _Gen) -> None:
         """Schedule a drain of *gen*'s inbox unconditionally (thread-safe, idempotent)."""
@@ -832,7 +835,7 @@ class WorkerLoop:
                 f"the task factory {factory!r} returned {type(task).__name__}, "
                 "not an asyncio.Task (or Future)"
             )
-        return task  # type: ignore[no-any-return]
+        return task  # type: ignore[return-value,no-any-return,unused-ignore]
 
     def _task_done(self, call: _Call, task: asyncio.Task[Any]) -> None:
         if task.cancelled():
@@ -1143,7 +1146,7 @@ class WorkerLoop:
             fut, call.future, call.finished = call.future, None, True
             assert fut is not None
             # A parent thread may have held the future's lock at fork time.
-            fut._condition = threading.Condition()  # type: ignore[attr-defined]
+            fut._condition = threading.Condition()
             if fut.set_running_or_notify_cancel():
                 fut.set_exception(
                     WorkerClosedError(
