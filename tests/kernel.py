@@ -20,6 +20,8 @@ class CellResult:
     result: str | None = None  # text/plain of the execute_result
     status: str = ""
     execution_count: int | None = None  # the cell's In[] number
+    interrupted_at: float | None = None  # time.monotonic() of "Interrupt kernel"
+    idle_at: float | None = None  # time.monotonic() when the kernel went idle
 
     @property
     def ename(self) -> str | None:
@@ -53,6 +55,7 @@ class Kernel:
                 raise TimeoutError(f"cell did not finish within {timeout}s:\n{code}\n{res}")
             if interrupt_at is not None and now >= interrupt_at:
                 self.km.interrupt_kernel()
+                res.interrupted_at = time.monotonic()
                 interrupt_at = None
             try:
                 msg = self.kc.get_iopub_msg(timeout=0.1)
@@ -71,6 +74,7 @@ class Kernel:
             elif kind == "execute_result":
                 res.result = content["data"].get("text/plain")
             elif kind == "status" and content["execution_state"] == "idle":
+                res.idle_at = time.monotonic()
                 break
         reply = self.kc.get_shell_msg(timeout=max(deadline - time.monotonic(), 1))
         res.status = reply["content"]["status"]

@@ -104,3 +104,28 @@ def test_object_from_top_level_await_is_diagnosed(kernel: Kernel) -> None:
     assert "most likely the Jupyter kernel's loop" in text
     assert "run_sync(make_client())" in text
     kernel.ok("ev.set(); await waiter")
+
+
+def test_interrupt_kernel_on_a_loop_of_short_calls_is_fast_and_true(kernel: Kernel) -> None:
+    """ "Interrupt kernel" on a cell looping over short bridge calls, pressed again and
+    again: each press ends the cell at once (never the 5 s cancel_timeout for work that
+    had already finished), with no "keeps running" warning, and the bridge keeps working
+    in the next cell (the wake-up flag of a call interrupted mid-hand-off once wedged it
+    for the whole kernel)."""
+    kernel.ok("async def quick():\n    return 1")
+    slow = []
+    for press in range(12):
+        res = kernel.execute(
+            "while True:\n    loopbridge.run_sync(quick())",
+            interrupt_after=0.2 + 0.05 * (press % 4),
+            timeout=30,
+        )
+        assert res.ename == "KeyboardInterrupt", res.traceback_text
+        assert "keeps running" not in res.stderr, res.stderr
+        assert res.interrupted_at is not None and res.idle_at is not None
+        took = res.idle_at - res.interrupted_at
+        if took > 1.0:
+            slow.append(round(took, 2))
+        after = kernel.ok("loopbridge.run_sync(quick(), timeout=2)", timeout=10)
+        assert after.result == "1"
+    assert not slow, f"presses that took over 1 s to end the cell: {slow}"

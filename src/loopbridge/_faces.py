@@ -627,6 +627,12 @@ def sync_face(obj: Any, *, worker: WorkerLoop | None = None, timeout: float | No
             f"sync_face() got the async function {describe(obj)}; it needs an object. "
             "Use syncify() to make a sync function from an async one."
         )
+    if type(obj) in _PLAIN:
+        raise TypeError(
+            f"sync_face() got {describe(obj)}, a plain value with no async methods to "
+            "face. It needs an async object (a client, pool, session or connection), or "
+            "a coroutine that returns one, e.g. sync_face(make_client())."
+        )
     if inspect.isawaitable(obj):
         w = _worker_of(worker)
         obj = _block(w, obj, timeout, "sync_face")

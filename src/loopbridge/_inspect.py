@@ -989,7 +989,7 @@ def loop_label(loop: asyncio.AbstractEventLoop) -> str:
 # -- where: the await chain of one task ---------------------------------------------
 
 
-def trace_task(ref: str, *, timeout: float = 1.0) -> TaskTrace:
+def trace_task(ref: str | asyncio.Future[Any], *, timeout: float = 1.0) -> TaskTrace:
     """The await chain of one task, read on its loop's thread.
 
     Example::
@@ -997,7 +997,7 @@ def trace_task(ref: str, *, timeout: float = 1.0) -> TaskTrace:
         tr = loopbridge.where_task("Task-12")
         print(tr.chain[0][1][-1])          # the innermost frame
     """
-    task = find_task(ref)
+    task = ref if isinstance(ref, asyncio.Future) else find_task(ref)
     loop = task.get_loop()
     label = loop_label(loop)
 

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from ._awaitables import _is_coroutine_function, describe
+from ._awaitables import _is_coroutine_function, as_coroutine, describe
 from ._errors import BridgeTimeoutError, _add_note
 from ._faces import (
     _block,
@@ -344,6 +344,10 @@ def gather_sync(
                     f"gather_sync() expects awaitables (coroutines, tasks, futures), but "
                     f"argument {i} is {describe(aw)}.{hint}"
                 )
+            if asyncio.isfuture(aw):
+                # a future of another loop can never be awaited on the worker: say so
+                # now, not as a RuntimeError from inside the gather
+                as_coroutine(aw, _worker_of(worker).loop, f"gather_sync() argument {i}")
     except BaseException:
         for aw in aws:  # never started: close them so that Python does not warn
             if inspect.iscoroutine(aw):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import operator
 import re
+import threading
 from collections.abc import Iterable
+from typing import Any
 
 from . import _inspect as ins
 from ._views import CancelView, LoopsView, TasksView, WhereView
@@ -104,6 +107,7 @@ def inspect_tasks(
         start = (page - 1) * per_page
         return [r.id for r in chosen[start : start + per_page]]
 
+    timeout = _seconds(timeout, "inspect_tasks")
     snap = ins.snapshot_tasks(loop=loop, include_internal=True, timeout=timeout, details=select)
     by_id = {r.id: r for r in snap.tasks}
     rows = [by_id.get(r.id, r) for r in picked.get("rows", [])]  # type: ignore[attr-defined]
@@ -155,7 +159,14 @@ def _group(
     return [(c, members, members[0]) for c, members in ordered]
 
 
-def where_task(task: str, *, timeout: float = 1.0) -> WhereView:
+def _seconds(timeout: object, api: str) -> float:
+    """A checked timeout; math.inf (no bound) becomes the longest wait threads accept."""
+    seconds = _check_seconds(timeout, f"{api}(timeout=...)", allow_none=False)
+    assert seconds is not None
+    return min(seconds, threading.TIMEOUT_MAX)
+
+
+def where_task(task: str | asyncio.Future[Any], *, timeout: float = 1.0) -> WhereView:
     """The await chain of one task (by id or name), down to what it waits on,
     and the tasks that await it, up.
 
@@ -163,7 +174,12 @@ def where_task(task: str, *, timeout: float = 1.0) -> WhereView:
 
         print(loopbridge.where_task("Task-12"))
     """
-    return WhereView(ins.trace_task(task, timeout=timeout))
+    if not isinstance(task, (str, asyncio.Future)):
+        raise TypeError(
+            f"where_task() expects a task id or name (a str, as %aio tasks shows them) "
+            f"or an asyncio.Task, got {type(task).__name__}: {task!r}"
+        )
+    return WhereView(ins.trace_task(task, timeout=_seconds(timeout, "where_task")))
 
 
 def cancel_tasks(
@@ -184,7 +200,7 @@ def cancel_tasks(
 
         loopbridge.cancel_tasks(match="poller", dry_run=True)
     """
-    _check_seconds(timeout, "timeout", allow_none=False)
+    timeout = _seconds(timeout, "cancel_tasks")
     refs = [tasks] if isinstance(tasks, str) else list(tasks)
     if not refs and match is None:
         raise ValueError("say which tasks to cancel: task ids/names, or match='regex'")

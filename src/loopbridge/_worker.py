@@ -293,9 +293,7 @@ class _BridgeFuture(concurrent.futures.Future[T]):
     def exception(self, timeout: float | None = None) -> BaseException | None:
         edge = self._check_thread("exception")
         try:
-            return super().exception(
-                _bound(_check_seconds(timeout, "timeout", allow_none=True))
-            )
+            return super().exception(_bound(_check_seconds(timeout, "timeout", allow_none=True)))
         finally:
             if edge:
                 _drop_edge()
@@ -984,21 +982,23 @@ class WorkerLoop:
                 raise RuntimeError(
                     f"worker loop {self.name!r} did not start within 30s (thread {name!r})"
                 )
+            result = start.result
+            if isinstance(result, BaseException):
+                raise result
+            assert isinstance(result, _Gen)
+            self._gen = result
+            self._thread = thread
+            self._thread_id = thread.ident
+            self._closing = False
+            self._death = None
+            self._state = _RUNNING
         except BaseException:
-            # Ctrl-C (or the 30 s bound) while the thread starts: the thread must
-            # not live on as an orphan loop that no close() knows about.
-            start.abandon()
+            # Ctrl-C (or the 30 s bound) while the thread starts: unless it became
+            # this worker's running loop, it must not live on as an orphan that no
+            # close() knows about.
+            if self._state != _RUNNING or self._gen is not start.result:
+                start.abandon()
             raise
-        result = start.result
-        if isinstance(result, BaseException):
-            raise result
-        assert isinstance(result, _Gen)
-        self._gen = result
-        self._thread = thread
-        self._thread_id = thread.ident
-        self._closing = False
-        self._death = None
-        self._state = _RUNNING
         return result
 
     def _make_loop(self) -> asyncio.AbstractEventLoop:
@@ -1205,10 +1205,10 @@ def _calling_task() -> tuple[asyncio.Task[Any], int] | None:
     """The task of the loop running in this thread, and its cancel count (3.11+)."""
     if sys.version_info < (3, 11):
         return None
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:  # no running loop in this thread: the common script case
+    loop = asyncio.events._get_running_loop()
+    if loop is None:  # no running loop in this thread: the common script case
         return None
+    task = asyncio.current_task(loop)
     return None if task is None else (task, task.cancelling())
 
 

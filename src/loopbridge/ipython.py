@@ -26,6 +26,7 @@ import argparse
 import ast
 import asyncio
 import inspect
+import math
 import shlex
 import sys
 import threading
@@ -309,6 +310,19 @@ class _HelpShown(Exception):
     pass
 
 
+def _seconds_arg(text: str) -> float:
+    """``--timeout``: a number of seconds >= 0, or inf for no bound."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds >= 0 (or inf for no bound), got {text!r}"
+        )
+    return value
+
+
 def _build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="%aio", description="Inspect and control event loops and tasks.", add_help=False
@@ -335,13 +349,17 @@ def _build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--match", help="regex over task names and coroutine names")
     cp.add_argument("--dry-run", action="store_true", help="say what would be cancelled")
     cp.add_argument("--force", action="store_true", help="also cancel kernel-internal tasks")
-    cp.add_argument("--timeout", type=float, help="seconds to wait for them to finish")
+    cp.add_argument(
+        "--timeout", type=_seconds_arg, help="seconds to wait for them to finish (inf: no bound)"
+    )
     op = sub.add_parser("one-loop", help="top-level await on the worker loop")
     op.add_argument("switch", choices=("on", "off", "status"), nargs="?", default="status")
     rp = sub.add_parser("reroute", help="asyncio.run in cells goes to the worker")
     rp.add_argument("switch", choices=("on", "off", "status"), nargs="?", default="status")
     run = sub.add_parser("run", help="(cell magic) run this cell on the worker loop")
-    run.add_argument("--timeout", type=float, help="cancel the cell after this many seconds")
+    run.add_argument(
+        "--timeout", type=_seconds_arg, help="cancel the cell after this many seconds (inf: none)"
+    )
     return p
 
 
