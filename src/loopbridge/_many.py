@@ -347,7 +347,7 @@ def gather_sync(
             if asyncio.isfuture(aw):
                 # a future of another loop can never be awaited on the worker: say so
                 # now, not as a RuntimeError from inside the gather
-                as_coroutine(aw, _worker_of(worker).loop, f"gather_sync() argument {i}")
+                as_coroutine(aw, _worker_of(worker).loop, f"gather_sync() argument {i}").close()
     except BaseException:
         for aw in aws:  # never started: close them so that Python does not warn
             if inspect.iscoroutine(aw):
