@@ -537,3 +537,133 @@ def test_injector_really_interrupts() -> None:
     finally:
         wl.close()
     assert os.path.isdir(os.path.dirname(loopbridge.__file__))
+
+
+# -- 6: face iterators dropped inside a reference cycle ------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_face_iterators_collected_in_a_cycle_are_closed_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """asyncio's asyncgen finaliser and the face's own cleanup both used to aclose() the
+    generator: "aclose(): asynchronous generator is already running" twice per iterator."""
+    import gc
+
+    closed: list[int] = []
+
+    async def numbers() -> Any:
+        try:
+            for i in range(10):
+                yield i
+        finally:
+            await asyncio.sleep(0.01)  # cleanup that suspends: where the race bit
+            closed.append(1)
+
+    wl = loopbridge.WorkerLoop(name="cycles", shutdown_timeout=2)
+    numbers_sync = loopbridge.syncify(numbers, worker=wl)
+
+    def drop_in_a_cycle() -> None:
+        it = iter(numbers_sync())
+        assert next(it) == 0
+        cycle: list[Any] = [it]
+        cycle.append(cycle)
+
+    async def collect_here() -> None:
+        gc.collect()
+
+    try:
+        with caplog.at_level("ERROR"):
+            for _ in range(10):
+                drop_in_a_cycle()
+            gc.collect()  # collected in this thread
+            for _ in range(10):
+                drop_in_a_cycle()
+            wl.run_sync(collect_here(), timeout=5)  # collected on the worker thread
+            deadline = time.monotonic() + 5
+            while len(closed) < 20 and time.monotonic() < deadline:
+                time.sleep(0.02)
+        assert len(closed) == 20
+        assert not [r.getMessage() for r in caplog.records], caplog.text
+    finally:
+        wl.close()
+
+
+def test_breaking_out_of_a_face_iterator_still_closes_it_at_once(
+    worker: loopbridge.WorkerLoop,
+) -> None:
+    closed: list[str] = []
+
+    async def numbers() -> Any:
+        try:
+            for i in range(10):
+                yield i
+        finally:
+            await asyncio.sleep(0)
+            closed.append("closed")
+
+    for i in loopbridge.syncify(numbers, worker=worker)():
+        if i == 2:
+            break
+    assert closed == ["closed"]  # deterministic: before the next line, not at some GC
+
+
+# -- 8 and 9: map_sync inputs and concurrency -----------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_map_sync_over_an_input_that_itself_uses_the_bridge(
+    worker: loopbridge.WorkerLoop,
+) -> None:
+    async def numbers(n: int) -> Any:
+        for i in range(n):
+            await asyncio.sleep(0)
+            yield i
+
+    async def double(x: int) -> int:
+        await asyncio.sleep(0.001)
+        return 2 * x
+
+    items = loopbridge.syncify(numbers, worker=worker)(25)  # next() calls run_sync
+    assert loopbridge.map_sync(double, items, worker=worker, timeout=10) == [
+        2 * i for i in range(25)
+    ]
+    # a plain generator too, consumed lazily and in order
+    seen: list[int] = []
+
+    def gen() -> Any:
+        for i in range(50):
+            seen.append(i)
+            yield i
+
+    assert loopbridge.map_sync(double, gen(), concurrency=4, worker=worker, timeout=10) == [
+        2 * i for i in range(50)
+    ]
+    assert seen == list(range(50))
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("sized", [True, False], ids=["list", "generator"])
+def test_map_sync_starts_no_more_runners_than_items(
+    worker: loopbridge.WorkerLoop, sized: bool
+) -> None:
+    async def double(x: int) -> int:
+        await asyncio.sleep(0.01)
+        return 2 * x
+
+    async def count_tasks() -> int:
+        return len(asyncio.all_tasks())
+
+    counts: list[int] = []
+
+    async def counting(x: int) -> int:
+        counts.append(len(asyncio.all_tasks()))
+        return await double(x)
+
+    items = [1, 2, 3] if sized else (i for i in [1, 2, 3])
+    t0 = time.monotonic()
+    out = loopbridge.map_sync(counting, items, concurrency=200_000, timeout=2, worker=worker)
+    assert out == [2, 4, 6]
+    assert time.monotonic() - t0 < 1.0
+    assert max(counts) <= 3 + 2  # three runners, the gather itself, at most one spare
+    assert worker.run_sync(count_tasks(), timeout=2) == 1

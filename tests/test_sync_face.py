@@ -241,7 +241,9 @@ def test_bad_input_is_explained(worker: loopbridge.WorkerLoop) -> None:
         loopbridge.sync_face(make_pool)
     with pytest.raises(ValueError, match=r"sync_face\(timeout=...\) expects a positive number"):
         loopbridge.sync_face(object(), timeout=0)
-    plain = loopbridge.sync_face(3, worker=worker)
+    with pytest.raises(TypeError, match=r"sync_face\(\) got int: 3, a plain value"):
+        loopbridge.sync_face(3, worker=worker)
+    plain = loopbridge.sync_face(object(), worker=worker)
     # not an async context manager: no __enter__ (TypeError on 3.11+, AttributeError on 3.10)
     with pytest.raises((TypeError, AttributeError), match=r"context manager|__enter__"):  # noqa: SIM117
         with plain:  # type: ignore[attr-defined]

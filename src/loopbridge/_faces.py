@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import functools
+import gc
 import inspect
 import logging
 import sys
@@ -383,6 +384,7 @@ def _iterate(
 def _iterator(
     ait: Any, worker: WorkerLoop | None, timeout: float | None, name: str
 ) -> Iterator[Any]:
+    _watch_gc()
     finished = False
     try:
         while True:
@@ -393,7 +395,10 @@ def _iterator(
             yield _wrap(item, worker, timeout)
     finally:
         aclose = getattr(ait, "aclose", None)
-        if not finished and aclose is not None:
+        # Collected by the cyclic GC, a native async generator is finalised by its
+        # loop's own asyncgen hook (asyncio schedules its aclose()): a second
+        # aclose() from here would race it ("already running").
+        if not finished and aclose is not None and not (_in_gc() and inspect.isasyncgen(ait)):
             _close_async_iterator(aclose, _worker_of(worker), name)
 
 
@@ -406,7 +411,7 @@ def _close_async_iterator(
         # Collected on the worker thread itself: cannot block here, so schedule it.
         task = asyncio.ensure_future(aclose())
         _closing.add(task)
-        task.add_done_callback(_closing.discard)
+        task.add_done_callback(_closed)
         return
     try:
         _block(worker, aclose(), worker.cancel_timeout, f"{name} (aclose)")
@@ -415,6 +420,33 @@ def _close_async_iterator(
 
 
 _closing: set[asyncio.Future[Any]] = set()
+
+
+def _closed(task: asyncio.Future[Any]) -> None:
+    _closing.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("error closing an async iterator", exc_info=task.exception())
+
+
+# The cyclic GC runs finalisers in the thread that triggered it; a gc callback
+# tells the face's cleanup that it runs inside a collection.
+_gc_state = threading.local()
+_gc_watched = False
+
+
+def _gc_phase(phase: str, info: dict[str, int]) -> None:
+    _gc_state.collecting = phase == "start"
+
+
+def _watch_gc() -> None:
+    global _gc_watched
+    if not _gc_watched:
+        _gc_watched = True
+        gc.callbacks.append(_gc_phase)
+
+
+def _in_gc() -> bool:
+    return getattr(_gc_state, "collecting", False)
 
 
 def _face_class(tp: type) -> type[SyncFace[Any]]:

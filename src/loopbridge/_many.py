@@ -11,9 +11,11 @@ whose output it is (in Jupyter, the cell's).
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import reprlib
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -36,6 +38,29 @@ R = TypeVar("R")
 _short = reprlib.Repr()
 _short.maxstring = 40
 _short.maxother = 40
+
+
+# Iterables whose iterators are safe to advance on the worker loop's thread: they
+# never block and never call back into the bridge. Others are pulled in a helper
+# thread (see _run_all.pull).
+_DIRECT: frozenset[type] = frozenset(
+    {list, tuple, range, dict, set, frozenset, type({}.keys()), type({}.values()), type({}.items())}
+)
+
+
+_BATCH = 64  # items pulled from a non-direct iterable per helper-thread hop
+_BATCH_SECONDS = 0.002  # ... or as many as come within this time
+
+
+def _take(items: Iterator[tuple[int, Any]], want: int) -> list[tuple[int, Any]]:
+    """Up to *want* items, fewer if the source is slow or ends (runs in a helper thread)."""
+    out: list[tuple[int, Any]] = []
+    end = time.monotonic() + _BATCH_SECONDS
+    for pair in items:
+        out.append(pair)
+        if len(out) >= want or time.monotonic() >= end:
+            break
+    return out
 
 
 class _Progress:
@@ -70,6 +95,8 @@ class _Failure(Exception):
 
 async def _run_all(
     items: Iterator[tuple[int, Any]],
+    direct: bool,
+    sized: bool,
     make: Callable[[Any], Any],
     concurrency: int,
     ordered: bool,
@@ -78,9 +105,60 @@ async def _run_all(
     api: str,
 ) -> list[Any]:
     results: dict[int, Any] | list[Any] = {} if ordered else []
+    loop = asyncio.get_running_loop()
+    runners: list[asyncio.Task[None]] = []
+    pull_lock = asyncio.Lock()
+    pulling = 0  # runners waiting for an item: idle ones
+    all_done = loop.create_future()
+
+    pulled_ahead: collections.deque[tuple[int, Any]] = collections.deque()
+    exhausted = False
+
+    async def pull() -> tuple[int, Any] | None:
+        nonlocal exhausted
+        if direct:
+            return next(items, None)
+        # Any other iterable may itself use the bridge (a syncify'd async
+        # generator) or block: never run its __next__ on the worker loop's
+        # thread. A helper thread pulls, one batch at a time, as many items as
+        # there are free slots (a slow source is not waited on for a batch).
+        async with pull_lock:
+            if not pulled_ahead and not exhausted:
+                want = max(1, min(_BATCH, concurrency - (state.started - state.finished)))
+                batch = await loop.run_in_executor(None, _take, items, want)
+                exhausted = not batch
+                pulled_ahead.extend(batch)
+            return pulled_ahead.popleft() if pulled_ahead else None
+
+    def on_runner_done(task: asyncio.Task[None]) -> None:
+        if all_done.done():
+            return
+        if (not task.cancelled() and task.exception() is not None) or all(
+            r.done() for r in runners
+        ):
+            all_done.set_result(None)
+
+    def spawn() -> None:
+        task = loop.create_task(runner())
+        runners.append(task)
+        task.add_done_callback(on_runner_done)
 
     async def runner() -> None:
-        for index, item in items:
+        nonlocal pulling
+        while True:
+            pulling += 1
+            try:
+                pulled = await pull()
+            finally:
+                pulling -= 1
+            if pulled is None:
+                return
+            index, item = pulled
+            if not pulling and len(runners) < concurrency:
+                # Unsized input: runners start as items arrive and none is idle,
+                # never more than items (concurrency=200_000 over 3 items: 3 tasks).
+                # Sized input started min(concurrency, len) of them at once.
+                spawn()
             state.started += 1
             try:
                 aw = make(item)
@@ -111,13 +189,14 @@ async def _run_all(
             else:
                 results.append(value)  # type: ignore[union-attr]
 
-    loop = asyncio.get_running_loop()
-    runners = [loop.create_task(runner()) for _ in range(concurrency)]
+    for _ in range(concurrency if sized else 1):
+        spawn()
     try:
-        done, _ = await asyncio.wait(runners, return_when=asyncio.FIRST_EXCEPTION)
+        await all_done
     except asyncio.CancelledError:
         await _stop(runners, state)
         raise
+    done = {t for t in runners if t.done()}
     failure = next((t.exception() for t in done if not t.cancelled() and t.exception()), None)
     if failure is not None:
         await _stop(runners, state)
@@ -195,6 +274,7 @@ def _in_notebook() -> bool:
 def _run(
     api: str,
     items: Iterator[tuple[int, Any]],
+    direct: bool,
     total: int | None,
     make: Callable[[Any], Any],
     *,
@@ -220,7 +300,9 @@ def _run(
 
     if total is not None:
         concurrency = max(1, min(concurrency, total))
-    coro = _run_all(items, make, concurrency, ordered, return_exceptions, state, api)
+    coro = _run_all(
+        items, direct, total is not None, make, concurrency, ordered, return_exceptions, state, api
+    )
     try:
         return _block(w, coro, timeout, api, on_tick)  # type: ignore[no-any-return]
     except BridgeTimeoutError as exc:
@@ -298,6 +380,7 @@ def map_sync(
     return _run(
         "map_sync",
         enumerate(iterable),
+        type(iterable) in _DIRECT,
         total,
         fn,
         concurrency=concurrency,
@@ -359,6 +442,7 @@ def gather_sync(
         return _run(
             "gather_sync",
             enumerate(aws),
+            True,
             len(aws),
             _identity,
             concurrency=concurrency or len(aws),
