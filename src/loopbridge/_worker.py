@@ -59,6 +59,7 @@ _DEAD = "dead"  # the loop stopped or its thread ended without close(): revived 
 _FORKED = "forked"  # inherited through os.fork(): the thread does not exist here
 
 _MISSING = object()
+_FUT_CANCELLED = ("CANCELLED", "CANCELLED_AND_NOTIFIED")  # concurrent.futures' states
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
 # Every WorkerLoop, for fork handling and the clean close at interpreter exit.
@@ -765,7 +766,8 @@ class WorkerLoop:
         if call.finished or coro is None:
             return  # ended by _cancel_call while it waited in the inbox
         fut = call.future
-        if call.cancel_early or (fut is not None and fut.cancelled()):
+        # fut._state, not fut.cancelled(): never take a future's lock here (see _settle)
+        if call.cancel_early or (fut is not None and fut._state in _FUT_CANCELLED):
             coro.close()  # cancelled before it could start: it never runs
             call.exc = asyncio.CancelledError()
             self._finish(call)
@@ -873,23 +875,56 @@ class WorkerLoop:
         # future -> its done-callback -> call -> future is a reference cycle:
         # break it so finished calls are freed at once, not by the cyclic GC.
         task, call.future, call.task = call.task, None, None
-        if not fut.cancelled():
-            if isinstance(call.exc, asyncio.CancelledError) and (
-                call.cancel_delivered or (task is not None and task.cancelled())
-            ):
+        exc, call.exc = call.exc, None
+        cancelled = isinstance(exc, asyncio.CancelledError) and (
+            call.cancel_delivered or (task is not None and task.cancelled())
+        )
+        self._settle(fut, cancelled, exc, call.value, call.loop, 0.0)
+
+    def _settle(
+        self,
+        fut: concurrent.futures.Future[Any],
+        cancelled: bool,
+        exc: BaseException | None,
+        value: Any,
+        loop: asyncio.AbstractEventLoop,
+        delay: float,
+    ) -> None:
+        """Complete *fut* without ever blocking the loop thread on the future's lock.
+
+        A Ctrl-C that lands inside ``threading.Condition.__enter__`` (Python
+        code) in a thread using the future (``cancel()``, ``done()``...) leaves
+        its lock held for good; blocking on it here would wedge the worker for
+        every caller. So: take it only if free, else try again a little later.
+        """
+        lock = fut._condition
+        if not lock.acquire(False):
+            delay = min(max(delay * 2, 0.001), 0.1)
+            try:
+                loop.call_later(delay, self._settle, fut, cancelled, exc, value, loop, delay)
+            except RuntimeError:  # the loop is closed: this runs in its final sweep
+                threading.Timer(
+                    delay, self._settle, (fut, cancelled, exc, value, loop, delay)
+                ).start()
+            return
+        try:
+            if fut.cancelled():
+                return
+            if cancelled:
                 # cancelled by the future's owner, or by code on the loop: the
                 # future says "cancelled", as run_coroutine_threadsafe's does.
                 # Cancelled by close() it fails with WorkerClosedError instead.
                 fut.cancel()
                 fut.set_running_or_notify_cancel()
             elif fut.set_running_or_notify_cancel():
-                if call.exc is not None:
-                    exc = _strip_wrappers(call.exc)
+                if exc is not None:
+                    exc = _strip_wrappers(exc)
                     explain_cross_loop(exc, self, in_caller=False)
                     fut.set_exception(exc)
                 else:
-                    fut.set_result(call.value)
-            call.exc = None
+                    fut.set_result(value)
+        finally:
+            lock.release()
 
     def _cancel_call(self, call: _Call) -> None:
         """On the loop: cancel *call*, wherever its hand-off got to."""
