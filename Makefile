@@ -6,7 +6,7 @@ BIN     = $(VENV)/bin
 # Core test matrix: every CPython 3.10-3.13 found under pyenv or on PATH.
 MATRIX ?= 3.10 3.11 3.12 3.13
 
-.PHONY: help demo test lint format typecheck bench bench-quick bench-faces bench-magics notebooks matrix kernel6 check clean
+.PHONY: help demo test lint format typecheck bench bench-quick bench-faces bench-magics chaos notebooks matrix kernel6 check clean
 
 help:
 	@echo "make demo        run python -m loopbridge demo"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench       benchmarks/bridge_latency.py (about 3 minutes)"
 	@echo "make bench-faces benchmarks/faces.py: map_sync and sync_face against peers"
 	@echo "make bench-magics benchmarks/magics.py: %aio tasks / %aio loops on 10,000 tasks"
+	@echo "make chaos       interrupts, load, fork, close races, leaks, fuzz (about 3 minutes)"
 	@echo "make notebooks   re-run notebooks/*.ipynb and store their outputs"
 	@echo "make matrix      core tests on Python $(MATRIX)"
 	@echo "make kernel6     extension, kernel and notebook tests on ipykernel 6 + IPython 8"
@@ -34,12 +35,12 @@ test: $(BIN)/.installed
 	$(BIN)/python -m pytest
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 format: $(BIN)/.installed
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks scripts
+	$(BIN)/ruff check --fix src tests benchmarks scripts
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
@@ -60,6 +61,10 @@ bench-faces: $(BIN)/.installed
 
 bench-magics: $(BIN)/.installed
 	$(BIN)/python benchmarks/magics.py
+
+# Not part of `make test`: the bounded interrupt run is (tests/test_chaos.py).
+chaos: $(BIN)/.installed
+	timeout 300 $(BIN)/python scripts/chaos.py
 
 notebooks: $(BIN)/.installed
 	cd notebooks && for nb in *.ipynb; do ../$(BIN)/jupyter execute --inplace "$$nb" || exit 1; done
