@@ -147,7 +147,8 @@ def interrupts(seconds: float, seed: int = 1) -> Result:
     sent = 0
     deadline = time.monotonic() + seconds + 30
     while proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(rng.uniform(0.0005, 0.004))
+        # mostly rapid-fire, sometimes a pause long enough for calls to time out
+        time.sleep(rng.uniform(0.0005, 0.004) if rng.random() < 0.8 else rng.uniform(0.01, 0.05))
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGINT)
             sent += 1
@@ -384,7 +385,7 @@ def leaks(loops: int) -> Result:
 # -- fuzz: bad input is refused at once, with a clear error, never a hang ------------------
 
 
-def fuzz(cases: int, seed: int = 7) -> Result:
+def fuzz(cases: int, seed: int = 7, verbose: bool = False) -> Result:
     rng = random.Random(seed)
 
     async def fine() -> int:
@@ -451,6 +452,8 @@ def fuzz(cases: int, seed: int = 7) -> Result:
         except Exception as exc:  # noqa: BLE001 - any clear error is an answer
             refused += 1
             errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+            if verbose:
+                print(f"  fuzz: {type(exc).__name__}: {exc}", file=sys.stderr)
         finally:
             for v in (value,):
                 if asyncio.iscoroutine(v):

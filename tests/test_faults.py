@@ -667,3 +667,13 @@ def test_map_sync_starts_no_more_runners_than_items(
     assert time.monotonic() - t0 < 1.0
     assert max(counts) <= 3 + 2  # three runners, the gather itself, at most one spare
     assert worker.run_sync(count_tasks(), timeout=2) == 1
+
+
+def test_map_sync_refuses_a_future_as_its_items(worker: loopbridge.WorkerLoop) -> None:
+    """An asyncio.Future is iterable (__iter__ is its __await__): found by the fuzz run."""
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(TypeError, match="expects an iterable of items second"):
+            loopbridge.map_sync(nap, loop.create_future(), worker=worker)
+    finally:
+        loop.close()

@@ -240,7 +240,7 @@ def test_cancel_reports_what_finished(worker: loopbridge.WorkerLoop) -> None:
         loopbridge.cancel_tasks()
     with pytest.raises(LookupError, match="not a valid regular expression"):
         loopbridge.cancel_tasks(match="(")
-    with pytest.raises(ValueError, match="timeout must be a non-negative number"):
+    with pytest.raises(ValueError, match=r"timeout=\.\.\.\) must be a non-negative number"):
         loopbridge.cancel_tasks(match="x", timeout=-1)
 
 

@@ -361,7 +361,11 @@ def map_sync(
             f"map_sync() expects an async function first, got {describe(fn)}. "
             "Example: map_sync(fetch, urls) where `async def fetch(url): ...`."
         )
-    if isinstance(iterable, (str, bytes)) or not isinstance(iterable, Iterable):
+    if (
+        isinstance(iterable, (str, bytes))
+        or not isinstance(iterable, Iterable)
+        or inspect.isawaitable(iterable)  # an asyncio.Future is iterable (its __await__)
+    ):
         raise TypeError(
             f"map_sync() expects an iterable of items second, got {describe(iterable)}."
         )

@@ -59,7 +59,10 @@ _DEAD = "dead"  # the loop stopped or its thread ended without close(): revived 
 _FORKED = "forked"  # inherited through os.fork(): the thread does not exist here
 
 _MISSING = object()
-_FUT_CANCELLED = ("CANCELLED", "CANCELLED_AND_NOTIFIED")  # concurrent.futures' states
+# concurrent.futures' states, read without its lock (see _BridgeFuture._wait_done)
+_FUT_CANCELLED = ("CANCELLED", "CANCELLED_AND_NOTIFIED")
+_FINISHED = "FINISHED"
+_FUT_DONE = (*_FUT_CANCELLED, _FINISHED)
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
 # Every WorkerLoop, for fork handling and the clean close at interpreter exit.
@@ -221,6 +224,7 @@ class _Call:
         "gen",
         "lock",
         "loop",
+        "started",
         "task",
         "value",
         "wrapped",
@@ -247,6 +251,7 @@ class _Call:
         self.cancel_delivered = False
         self.cancel_early = False  # cancel asked for before the task existed
         self.finished = False
+        self.started = False  # a task was made for it
         self.wrapped = False  # run inside _run_capturing_context (3.10, classic factories)
 
 
@@ -258,7 +263,7 @@ class _BridgeFuture(concurrent.futures.Future[T]):
 
     def _check_thread(self, api: str) -> bool:
         """Refuse a wait that can never end; return True if a wait edge was added."""
-        if self.done():
+        if self._state in _FUT_DONE:
             return False
         me = threading.get_ident()
         if me == self._worker._thread_id:
@@ -283,21 +288,64 @@ class _BridgeFuture(concurrent.futures.Future[T]):
             _waiting_on[me] = self._worker
         return True
 
-    def result(self, timeout: float | None = None) -> T:
-        edge = self._check_thread("result")
+    def __init__(self) -> None:
+        super().__init__()
+        self._lb_waiters: list[threading.Lock] = []
+
+    def _lb_wake(self) -> None:
+        """Release the bare-lock waiters of result()/exception(): the future is done."""
+        waiters, self._lb_waiters = self._lb_waiters, []
+        for waiter in waiters:
+            waiter.release()
+
+    def cancel(self) -> bool:
         try:
-            return super().result(_bound(_check_seconds(timeout, "timeout", allow_none=True)))
+            return super().cancel()
+        finally:
+            if self._state in _FUT_DONE:
+                self._lb_wake()
+
+    def _wait_done(self, timeout: float | None, api: str) -> None:
+        """Wait until done on a bare lock: safe against Ctrl-C at any moment.
+
+        ``Future.result(timeout)`` waits in ``Condition.wait``, and the
+        Condition's ``__enter__``/``__exit__``/``wait`` are Python code: a
+        KeyboardInterrupt landing inside them can leave the future's lock held
+        (the worker then could never complete the future) or raise
+        "cannot release un-acquired lock". Here the caller only appends a
+        pre-acquired lock to a list (atomic) and waits on it; the worker
+        releases it after completing the future (``_lb_wake``).
+        """
+        seconds = _bound(_check_seconds(timeout, "timeout", allow_none=True))
+        if self._state in _FUT_DONE:
+            return
+        edge = self._check_thread(api)
+        try:
+            waiter = threading.Lock()
+            waiter.acquire()
+            self._lb_waiters.append(waiter)
+            if self._state in _FUT_DONE:  # done before we were listed: not woken
+                return
+            if not _acquire(waiter, seconds):
+                raise concurrent.futures.TimeoutError()
         finally:
             if edge:
                 _drop_edge()
 
+    def result(self, timeout: float | None = None) -> T:
+        self._wait_done(timeout, "result")
+        # Done: state, result and exception no longer change, so no lock is needed.
+        if self._state != _FINISHED:
+            raise concurrent.futures.CancelledError()
+        if self._exception is not None:
+            raise self._exception
+        return self._result  # type: ignore[no-any-return,return-value,unused-ignore]
+
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        edge = self._check_thread("exception")
-        try:
-            return super().exception(_bound(_check_seconds(timeout, "timeout", allow_none=True)))
-        finally:
-            if edge:
-                _drop_edge()
+        self._wait_done(timeout, "exception")
+        if self._state != _FINISHED:
+            raise concurrent.futures.CancelledError()
+        return self._exception
 
 
 def _drop_edge() -> None:
@@ -603,7 +651,7 @@ class WorkerLoop:
         finally:
             if edge:
                 _drop_edge()
-            ctx_out = call.ctx_out if call.wrapped else (ctx if call.task else None)
+            ctx_out = call.ctx_out if call.wrapped else (ctx if call.started else None)
             if ctx_out is not None:
                 _write_back(ctx_out)
         if not done:
@@ -795,6 +843,7 @@ class WorkerLoop:
             self._finish(call)
             return
         call.task = task
+        call.started = True
         if task.done():
             self._task_done(call, task)
         else:
@@ -870,6 +919,10 @@ class WorkerLoop:
         fut = call.future
         if fut is None:
             assert call.lock is not None
+            # The task is freed here, on the loop thread: freed in the caller, its
+            # weakref callbacks (asyncio's task sets) would run there, where a
+            # Ctrl-C landing in them is swallowed ("Exception ignored in").
+            call.task = None
             call.lock.release()
             return
         # future -> its done-callback -> call -> future is a reference cycle:
@@ -925,6 +978,8 @@ class WorkerLoop:
                     fut.set_result(value)
         finally:
             lock.release()
+            if isinstance(fut, _BridgeFuture):
+                fut._lb_wake()
 
     def _cancel_call(self, call: _Call) -> None:
         """On the loop: cancel *call*, wherever its hand-off got to."""
@@ -1191,6 +1246,8 @@ class WorkerLoop:
                         "future can never complete. Submit the work again in the child."
                     )
                 )
+            if isinstance(fut, _BridgeFuture):
+                fut._lb_waiters = []  # the threads that waited are not in this process
         if self._state in (_RUNNING, _CLOSING, _DEAD):
             _abandoned.append((self._gen.loop if self._gen else None, self._thread))
             self._state = _FORKED if self._state != _CLOSING else _CLOSED
