@@ -110,6 +110,10 @@ def test_bad_input_is_a_usage_error(kernel: Kernel) -> None:
         ("%aio tasks --sort size", "invalid choice: 'size'"),
         ("%aio cancel", "give task ids/names, or --match REGEX"),
         ("%%aio tasks\n1", "%%aio takes 'run' as a cell magic"),
+        ("%aio cancel --match x --timeout -1", "expected a number of seconds >= 0"),
+        ("%aio cancel --match x --timeout nan", "expected a number of seconds >= 0"),
+        ("%%aio run --timeout -1\n1", "expected a number of seconds >= 0"),
+        ("%%aio run --timeout soon\n1", "expected a number of seconds >= 0"),
     ]:
         res = kernel.execute(cell)
         assert res.status == "error" and res.stderr.startswith("UsageError: "), (cell, res)
@@ -155,6 +159,10 @@ def test_cell_magic_runs_on_the_worker(kernel: Kernel) -> None:
     assert err.ename == "KeyError" and "raise KeyError('inside')" in err.traceback_text
     slow = kernel.execute("%%aio run --timeout 0.2\nawait asyncio.sleep(10)")
     assert slow.ename == "TimeoutError", slow.traceback_text
+    # math.inf means no bound, as everywhere a timeout is accepted (not an OverflowError)
+    assert kernel.ok("%%aio run --timeout inf\nawait asyncio.sleep(0.01)\n21 * 2").result == "42"
+    res = kernel.ok("%aio cancel --match no-such-task-xyz --timeout inf")
+    assert "OverflowError" not in (res.stderr + (res.result or ""))
 
 
 def test_unload_restores_everything() -> None:
