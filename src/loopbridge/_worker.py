@@ -878,7 +878,12 @@ class WorkerLoop:
             if task is None:
                 # The task copies the caller's context, read back when it ends.
                 call.wrapped = True
-                task = call.ctx.run(loop.create_task, _run_capturing_context(coro, call))
+                wrapper = _run_capturing_context(coro, call)
+                try:
+                    task = call.ctx.run(loop.create_task, wrapper)
+                except BaseException:
+                    wrapper.close()  # refused by the factory: never started
+                    raise
         if not isinstance(task, asyncio.Future):
             raise TypeError(
                 f"the task factory {factory!r} returned {type(task).__name__}, "
