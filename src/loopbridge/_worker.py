@@ -261,6 +261,10 @@ class _BridgeFuture(concurrent.futures.Future[T]):
 
     _worker: WorkerLoop
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._lb_waiters: list[threading.Lock] = []
+
     def _check_thread(self, api: str) -> bool:
         """Refuse a wait that can never end; return True if a wait edge was added."""
         if self._state in _FUT_DONE:
@@ -287,10 +291,6 @@ class _BridgeFuture(concurrent.futures.Future[T]):
                 )
             _waiting_on[me] = self._worker
         return True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lb_waiters: list[threading.Lock] = []
 
     def _lb_wake(self) -> None:
         """Release the bare-lock waiters of result()/exception(): the future is done."""
