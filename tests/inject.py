@@ -6,6 +6,10 @@ at *each* of those moments in turn, in the calling thread, and check that every
 one of them leaves the bridge whole. Only loopbridge's own frames are counted:
 the scheduling and waiting paths of a call, nothing of the test or the stdlib.
 
+On 3.10 and 3.11 the injector traces opcodes with ``sys.settrace``; on 3.12+, where
+opcode tracing set from a trace function no longer fires, it uses ``sys.monitoring``
+INSTRUCTION events on loopbridge's code objects (only in the arming thread).
+
 Not every bytecode is such a moment. CPython runs Python signal handlers only
 where it checks its "eval breaker": on entering a function (``RESUME``), after a
 call returns (and inside blocking C calls such as ``lock.acquire``, which then
@@ -20,12 +24,13 @@ interrupted just before it, which is the point after the previous call).
 from __future__ import annotations
 
 import dis
+import functools
 import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 import loopbridge
@@ -45,6 +50,7 @@ class Injector:
         self.fired_at: str | None = None
         self.thread = threading.get_ident()
         self._prev: dict[FrameType, str] = {}
+        self._prev_code: dict[CodeType, str] = {}
 
     def _global(self, frame: FrameType, event: str, arg: Any) -> Any:
         if not frame.f_code.co_filename.startswith(PKG):
@@ -66,14 +72,87 @@ class Injector:
                 raise KeyboardInterrupt(f"injected at opcode {self.n} ({self.fired_at})")
         return self._local
 
+    def _instruction(self, code: CodeType, offset: int) -> Any:
+        """sys.monitoring's INSTRUCTION callback (3.12+): the same rule, per code object."""
+        if self.fired_at is not None or threading.get_ident() != self.thread:
+            return None
+        op = _opnames(code).get(offset, "")
+        prev = self._prev_code.get(code)
+        self._prev_code[code] = op
+        if not (op in _ENTRY or prev in _AFTER or prev is None):
+            return None
+        self.count += 1
+        if self.count == self.n:
+            self.fired_at = f"{code.co_name}:{offset}"
+            raise KeyboardInterrupt(f"injected at point {self.n} ({self.fired_at})")
+        return None
+
     @contextmanager
     def armed(self) -> Iterator[None]:
+        if sys.version_info >= (3, 12):
+            mon = sys.monitoring
+            event = mon.events.INSTRUCTION
+            mon.use_tool_id(_TOOL, "loopbridge-inject")
+            codes = _package_codes()
+            try:
+                mon.register_callback(_TOOL, event, self._instruction)
+                for code in codes:
+                    mon.set_local_events(_TOOL, code, event)
+                yield
+            finally:
+                for code in codes:
+                    mon.set_local_events(_TOOL, code, 0)
+                mon.register_callback(_TOOL, event, None)
+                mon.free_tool_id(_TOOL)
+            return
         old = sys.gettrace()
         sys.settrace(self._global)
         try:
             yield
         finally:
             sys.settrace(old)
+
+
+_TOOL = 4  # a sys.monitoring tool id left free by debuggers (0-2) and profilers (5)
+
+
+@functools.cache
+def _opnames(code: CodeType) -> dict[int, str]:
+    return {ins.offset: ins.opname for ins in dis.get_instructions(code)}
+
+
+def _package_codes() -> list[CodeType]:
+    """Every code object of the loaded loopbridge modules, nested ones included."""
+    out: dict[int, CodeType] = {}
+
+    def add(code: CodeType) -> None:
+        if id(code) in out or not code.co_filename.startswith(PKG):
+            return
+        out[id(code)] = code
+        for const in code.co_consts:
+            if isinstance(const, CodeType):
+                add(const)
+
+    def add_obj(obj: Any) -> None:
+        obj = getattr(obj, "__func__", obj)
+        if isinstance(obj, property):
+            for f in (obj.fget, obj.fset, obj.fdel):
+                if f is not None:
+                    add_obj(f)
+        code = getattr(obj, "__code__", None)
+        if isinstance(code, CodeType):
+            add(code)
+
+    for name, module in list(sys.modules.items()):
+        if name != "loopbridge" and not name.startswith("loopbridge."):
+            continue
+        for obj in list(vars(module).values()):
+            if isinstance(obj, type) and obj.__module__ == module.__name__:
+                for member in vars(obj).values():
+                    add_obj(member)
+            else:
+                add_obj(obj)
+    return list(out.values())
 
 
 def each_opcode(limit: int = 5000) -> Iterator[Injector]:
