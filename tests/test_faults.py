@@ -408,34 +408,6 @@ def test_deadlock_cycle_through_a_future_is_detected_both_ways() -> None:
         b.close()
 
 
-@pytest.mark.timeout(30)
-def test_future_cycle_detected_when_the_callback_comes_second() -> None:
-    """A's thread waits on B's future; B's coroutine then run_syncs into A."""
-    a = loopbridge.WorkerLoop(name="A2", cancel_timeout=1, shutdown_timeout=1)
-    b = loopbridge.WorkerLoop(name="B2", cancel_timeout=1, shutdown_timeout=1)
-    try:
-        go = threading.Event()
-
-        async def b_work() -> Any:
-            go.wait(5)
-            await asyncio.sleep(0.2)  # A is blocked in fut.result() by now
-            return a.run_sync(quick(), timeout=10)
-
-        async def a_work() -> Any:
-            fut = b.submit(b_work())
-            go.set()
-            return fut.result(timeout=10)
-
-        t0 = time.monotonic()
-        with pytest.raises(loopbridge.DeadlockError):
-            a.run_sync(a_work(), timeout=20)
-        assert time.monotonic() - t0 < 5
-        assert _served(a) < 1 and _served(b) < 1
-    finally:
-        a.close()
-        b.close()
-
-
 # -- 12 and 13: exit and revival ---------------------------------------------------------
 
 
