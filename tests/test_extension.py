@@ -334,3 +334,39 @@ def test_terminal_ipython(tmp_path: Path) -> None:
     out = proc.stdout.splitlines()
     assert out[0].startswith("loopbridge 0.1.0: no loop runs in this thread (terminal IPython)")
     assert out[1:3] == ["loopbridge-default", "worker"], proc.stdout
+
+
+def test_help_and_errors_give_each_subcommands_own_usage(kernel: Kernel) -> None:
+    doc = kernel.ok("print(get_ipython().find_line_magic('aio').__doc__)").stdout
+    assert "usage: %aio loops [-h] [--all]" in doc
+    assert "usage: %aio tasks [-h] [--loop LOOP] [--state {pending,cancelling}]" in doc
+    assert "usage: %aio cancel [-h] [--match MATCH] [--dry-run] [--all] [--force]" in doc
+    for cell, words in [
+        ("%aio where a b", "usage: %aio where"),
+        ("%aio loops extra", "usage: %aio loops"),
+        ("%aio tasks --limit 0", "argument --limit: expected a whole number >= 1, got '0'"),
+        ("%aio tasks --limit -3", "argument --limit: expected a whole number >= 1, got '-3'"),
+        ("%aio tasks --page 0", "argument --page: expected a whole number >= 1"),
+    ]:
+        res = kernel.execute(cell)
+        assert res.status == "error" and res.stderr.startswith("UsageError: "), (cell, res)
+        assert words in res.stderr, (cell, res.stderr)
+        assert "per_page" not in res.stderr  # a name the magic's user never typed
+
+
+def test_tasks_loop_worker_and_pages_past_the_end(kernel: Kernel) -> None:
+    kernel.ok("pe = [loopbridge.submit(sleeper(100)) for _ in range(3)]")
+    text = kernel.ok("%aio tasks --loop worker --coro sleeper").result or ""
+    assert text.count("loopbridge-default") >= 3, text
+    past = kernel.ok("%aio tasks --loop worker --coro sleeper --limit 2 --page 99").result or ""
+    assert "page 99 is past the end" in past, past
+    assert "?" not in past.split("page 99")[0].split("\n", 2)[-1], past  # detailed rows
+    kernel.ok("for f in pe: f.cancel()")
+
+
+def test_cancel_match_hides_what_tasks_hides(kernel: Kernel) -> None:
+    """Kernel-internal tasks are hidden by %aio tasks: by %aio cancel --match too."""
+    dry = kernel.ok("%aio cancel --match . --dry-run").result or ""
+    assert "kernel-internal" not in dry and "--force" not in dry, dry
+    every = kernel.ok("%aio cancel --match . --dry-run --all").result or ""
+    assert "refused: kernel-internal (add --force)" in every, every

@@ -186,6 +186,31 @@ def test_pages_groups_and_filters(worker: loopbridge.WorkerLoop) -> None:
     worker.run_sync(_cancel_prefix("pg-"))
 
 
+def test_a_page_past_the_end_shows_the_last_page_detailed(
+    worker: loopbridge.WorkerLoop,
+) -> None:
+    async def five() -> None:
+        for i in range(5):
+            KEEP.append(asyncio.create_task(sleeper(50), name=f"pe-{i}"))
+        await asyncio.sleep(0.01)
+
+    worker.run_sync(five())
+    try:
+        for per_page, page, shown in [(2, 9, ["pe-4"]), (50, 2, [f"pe-{i}" for i in range(5)])]:
+            view = loopbridge.inspect_tasks(name="^pe-", sort="name", per_page=per_page, page=page)
+            assert [r.name for r in view.shown] == shown
+            # detailed like any page: no "?" in suspended at / waits on / awaited by
+            assert all(r.waits_on is not None and r.location is not None for r in view.shown)
+            assert "?" not in "".join(row[7] + row[8] for row in view._task_rows())
+            assert f"page {page} is past the end" in view.text()
+        # by role as well as by label: the example in %aio tasks' own help
+        assert {r.loop for r in loopbridge.inspect_tasks(loop="worker", name="^pe-").rows} == {
+            worker.thread_name
+        }
+    finally:
+        worker.run_sync(_cancel_prefix("pe-"))
+
+
 async def _cancel_prefix(prefix: str) -> None:
     ts = [t for t in asyncio.all_tasks() if t.get_name().startswith(prefix)]
     for t in ts:

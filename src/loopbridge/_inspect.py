@@ -830,7 +830,8 @@ def _snapshot_tasks(
     details: bool | Callable[[list[TaskSnapshot]], Iterable[str]] = True,
 ) -> Snapshot:
     """Snapshot the pending tasks of every loop (or of the loops whose label
-    contains *loop*), each loop read on its own thread.
+    contains *loop*, or whose role is *loop*: main, worker, other, internal),
+    each loop read on its own thread.
 
     *details* says which rows get the costly columns (``location``,
     ``waits_on``, ``awaited_by``): all (True), none (False), or the ids a
@@ -850,8 +851,8 @@ def _snapshot_tasks(
     seen: list[LoopSnapshot] = []
     per_loop: list[tuple[LoopSnapshot, asyncio.AbstractEventLoop, list[Any], list[Any]]] = []
     for snap, lp in found:
-        if loop is not None and loop not in snap.label:
-            continue
+        if loop is not None and loop not in snap.label and loop != snap.role:
+            continue  # by label ("loopbridge-default") or by role ("worker", "main")
         if snap.internal and not include_internal and loop is None:
             continue
         seen.append(snap)

@@ -104,7 +104,10 @@ def inspect_tasks(
             groups = _group(chosen)
             picked["groups"] = groups
             return [example.id for _, _, example in groups]
-        start = (page - 1) * per_page
+        # past the end: the last page, detailed like any page (the view says so)
+        shown = min(page, max(1, -(-len(chosen) // per_page)))
+        picked["page"] = shown
+        start = (shown - 1) * per_page
         return [r.id for r in chosen[start : start + per_page]]
 
     timeout = _seconds(timeout, "inspect_tasks")
@@ -117,7 +120,13 @@ def inspect_tasks(
         for c, members, ex in picked.get("groups", [])  # type: ignore[attr-defined]
     ]
     return TasksView(
-        snap, rows, page=page, per_page=per_page, group=group, hidden=hidden, groups=groups
+        snap,
+        rows,
+        page=page,
+        per_page=per_page,
+        group=group,
+        hidden=hidden,
+        groups=groups,
     )
 
 
@@ -190,11 +199,13 @@ def cancel_tasks(
     force: bool = False,
     timeout: float = 2.0,
     msg: str | None = None,
+    include_internal: bool = False,
 ) -> CancelView:
     """Cancel tasks by id/name or by a regular expression over names and
     coroutines, each on its own loop's thread; wait up to *timeout* seconds for
-    them to finish and report what happened. Kernel-internal tasks are refused
-    unless *force*.
+    them to finish and report what happened. *match* sees what ``inspect_tasks``
+    shows: kernel-internal tasks only with *include_internal*, and those (like
+    internal tasks named by id) are refused unless *force*.
 
     Example::
 
@@ -215,6 +226,8 @@ def cancel_tasks(
             targets.append((t, ins.is_internal(t, dirs, internal_loops)))
     if match is not None:
         for t, internal in ins.match_tasks(match):
+            if internal and not include_internal:
+                continue  # hidden in %aio tasks: hidden here too
             if id(t) not in seen:
                 seen.add(id(t))
                 targets.append((t, internal))

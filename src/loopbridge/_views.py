@@ -238,6 +238,7 @@ class TasksView(_View):
         self.per_page = max(1, per_page)
         self.pages = max(1, -(-len(self.rows) // self.per_page)) if not group else 1
         self.page_no = min(max(1, page), self.pages)
+        self.asked_page = page  # a page past the end shows the last one, and says so
         self.group = group
         self.hidden = hidden
         self.groups = tuple(groups)
@@ -310,6 +311,11 @@ class TasksView(_View):
             )
         else:
             notes.append(f"{n} task(s)")
+        if not self.group and self.asked_page > self.pages:
+            notes.append(
+                f"page {self.asked_page} is past the end ({self.pages} page(s) of "
+                f"{self.per_page}): page {self.page_no} is shown"
+            )
         if self.hidden:
             notes.append(f"{self.hidden} kernel-internal task(s) hidden (--all shows them)")
         for label in self.snapshot.best_effort:

@@ -323,6 +323,17 @@ def _seconds_arg(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    """``--limit`` / ``--page``: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def _build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="%aio", description="Inspect and control event loops and tasks.", add_help=False
@@ -331,14 +342,20 @@ def _build_parser() -> argparse.ArgumentParser:
     lp = sub.add_parser("loops", help="every event loop in the process", add_help=True)
     lp.add_argument("--all", action="store_true", help="include the kernel's own loops")
     tp = sub.add_parser("tasks", help="a table of tasks across loops")
-    tp.add_argument("--loop", help="only loops whose label contains this (e.g. main, worker)")
+    tp.add_argument(
+        "--loop",
+        help="only loops whose label contains this, or of this role "
+        "(main, worker, other, internal; e.g. --loop worker)",
+    )
     tp.add_argument("--state", choices=STATES, help="only tasks in this state")
     tp.add_argument("--name", help="regex over task names")
     tp.add_argument("--coro", help="regex over coroutine names")
     tp.add_argument("--sort", choices=SORT_KEYS, default="age", help="sort key (default: age)")
     tp.add_argument("--reverse", action="store_true", help="reverse the sort")
-    tp.add_argument("--limit", type=int, help="rows per page (default: LoopBridge.page_size)")
-    tp.add_argument("--page", type=int, default=1, help="which page (default 1)")
+    tp.add_argument(
+        "--limit", type=_positive_int, help="rows per page (default: LoopBridge.page_size)"
+    )
+    tp.add_argument("--page", type=_positive_int, default=1, help="which page (default 1)")
     tp.add_argument("--group", action="store_true", help="one row per coroutine")
     tp.add_argument("--all", action="store_true", help="include kernel-internal tasks")
     tp.add_argument("--full", action="store_true", help="detail every row, not only the page")
@@ -348,7 +365,12 @@ def _build_parser() -> argparse.ArgumentParser:
     cp.add_argument("tasks", nargs="*", help="task ids or names")
     cp.add_argument("--match", help="regex over task names and coroutine names")
     cp.add_argument("--dry-run", action="store_true", help="say what would be cancelled")
-    cp.add_argument("--force", action="store_true", help="also cancel kernel-internal tasks")
+    cp.add_argument(
+        "--all", action="store_true", help="let --match see kernel-internal tasks (listed, refused)"
+    )
+    cp.add_argument(
+        "--force", action="store_true", help="cancel kernel-internal tasks named or --all matched"
+    )
     cp.add_argument(
         "--timeout", type=_seconds_arg, help="seconds to wait for them to finish (inf: no bound)"
     )
@@ -364,13 +386,17 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 _PARSER = _build_parser()
+_SUBPARSERS: dict[str, argparse.ArgumentParser] = next(
+    a for a in _PARSER._actions if isinstance(a, argparse._SubParsersAction)
+).choices
 
 
 def _help_text() -> str:
     parts = [_PARSER.format_help()]
     sub = next(a for a in _PARSER._actions if isinstance(a, argparse._SubParsersAction))
-    for name, parser in sub.choices.items():
-        parts.append(f"\n%aio {name}: " + parser.format_help().split("\n", 1)[1])
+    for parser in sub.choices.values():
+        # each subcommand's whole help, its own (wrapped) usage lines included
+        parts.append("\n" + parser.format_help())
     parts.append(
         "\nCell magic:\n  %%aio run [--timeout S]   run the cell (it may use await) on the "
         "worker loop;\n                            its last expression is the result."
@@ -410,11 +436,13 @@ class AioMagics(Magics):
             print(_help_text())
             return None
         try:
-            args = _PARSER.parse_args(shlex.split(line))
+            args, extra = _PARSER.parse_known_args(shlex.split(line))
         except _HelpShown:  # a subcommand's --help, already printed
             return None
         except ValueError as exc:  # shlex: unbalanced quotes
             raise UsageError(f"%aio: {exc}") from None
+        if extra:  # answered with the subcommand's usage, not the top level's
+            _SUBPARSERS[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
         if cell is not None:
             if args.command != "run":
                 raise UsageError(
@@ -451,6 +479,7 @@ class AioMagics(Magics):
                     match=args.match,
                     dry_run=args.dry_run,
                     force=args.force,
+                    include_internal=args.all,
                     timeout=args.timeout if args.timeout is not None else s.cancel_timeout,
                 )
             if args.command in _SWITCHES:
