@@ -407,7 +407,7 @@ def fuzz(cases: int, seed: int = 7, verbose: bool = False) -> Result:
         lambda: gen(),
         lambda: agen(),
         lambda: agen,
-        lambda: print,
+        lambda: len,
         lambda: object(),
         lambda: asyncio.new_event_loop().create_future(),
         lambda: __import__("concurrent.futures").futures.Future(),
