@@ -61,3 +61,6 @@ def test_demo_runs_the_quickstart_notebook() -> None:
     assert "%aio tasks" in out and "gather (2 children, 0 done)" in out
     assert "cancelled" in out and "-> 'same loop'" in out
     assert out.count("In [") >= 15
+    # the first thing a newcomer reads is the demo, not a kernel transport warning
+    assert "without encryption" not in out + proc.stderr, proc.stderr
+    assert "WARNING" not in proc.stderr, proc.stderr

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 
@@ -220,8 +221,22 @@ def run_notebook_demo(path: str | None = None) -> int:
         return 1
     nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
     print(f"loopbridge {loopbridge.__version__}: running {path} on a fresh kernel...\n")
-    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3")
-    client.execute()
+    with tempfile.TemporaryDirectory(prefix="loopbridge-demo-") as sockets:
+        km = None
+        if os.name == "posix":
+            # IPC sockets in a private folder: local-only, and no "Kernel is running
+            # over TCP without encryption" warning as the first thing a newcomer reads.
+            from jupyter_client.manager import KernelManager
+
+            km = KernelManager(
+                kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel")
+            )
+        client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", km=km)
+        try:
+            client.execute()
+        finally:
+            if km is not None and km.has_kernel:  # ours, not nbclient's: stop it here
+                km.shutdown_kernel(now=False)
     count = 0
     for cell in nb.cells:
         if cell.cell_type == "markdown":
