@@ -208,6 +208,10 @@ def test_one_loop_mode_shares_objects_between_await_and_sync() -> None:
         assert plain == "'MainThread'"
         nested = k.execute("await asyncio.sleep(0)\nloopbridge.run_sync(asyncio.sleep(0))")
         assert nested.ename == "DeadlockError", nested.traceback_text  # use await there
+        # said from the user's side: a notebook cell, and what to do in it
+        said = nested.error["evalue"]  # type: ignore[index]
+        assert "notebook cell that runs on the worker loop" in said, said
+        assert "%aio one-loop off" in said and "inside a coroutine" not in said, said
         k.ok("%aio one-loop off")
         assert k.ok("await asyncio.sleep(0)\nthreading.current_thread().name").result == (
             "'MainThread'"

@@ -621,6 +621,16 @@ class WorkerLoop:
             coro = as_coroutine(awaitable, gen.loop, api)
             me = threading.get_ident()
             if me == self._thread_id:
+                if _in_module_code():
+                    raise DeadlockError(
+                        f"{api}() was called in a notebook cell that runs on the worker "
+                        f"loop {self.name!r} itself (a cell with top-level `await` in "
+                        "one-loop mode, or a %%aio run cell): waiting here for "
+                        f"{_coro_name(coro)} would block the very loop that must run it. "
+                        f"In this cell, `await` it instead of calling {api}() (e.g. "
+                        "`await fetch(1)`), or move the sync call to a cell without "
+                        "`await`, or turn the mode off with %aio one-loop off."
+                    )
                 raise DeadlockError(
                     f"{api}() was called on the thread of worker loop {self.name!r} "
                     f"({self.thread_name}), the loop that would have to run "
@@ -1273,6 +1283,19 @@ def _asyncio_debug_default() -> bool:
     return sys.flags.dev_mode or (
         not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG"))
     )
+
+
+def _in_module_code() -> bool:
+    """Whether module-level code is on the stack: on a worker thread, that is a
+    notebook cell run there (one-loop mode's awaiting cells, ``%%aio run``)."""
+    frame = sys._getframe(1)
+    for _ in range(64):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "<module>":
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 def _close_unstarted(obj: object) -> None:
