@@ -97,3 +97,47 @@ def test_exceptions_are_not_reported_as_never_retrieved(
             worker.run_sync(level_one(), timeout=5)
     gc.collect()
     assert "never retrieved" not in caplog.text
+
+
+def _bridge_frames(exc: BaseException) -> list[str]:
+    package_dir = os.path.dirname(loopbridge.__file__)
+    return [
+        f"{f.name} ({os.path.basename(f.filename)})"
+        for f in traceback.extract_tb(exc.__traceback__)
+        if f.filename.startswith(package_dir)
+    ]
+
+
+def test_map_sync_error_shows_the_users_frames_and_one_bridge_line(
+    worker: loopbridge.WorkerLoop,
+) -> None:
+    async def fetch(i: int) -> int:
+        if i == 2:
+            await level_one()
+        return i
+
+    with pytest.raises(AppError) as info:
+        loopbridge.map_sync(fetch, range(4), worker=worker, timeout=5)
+    names = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
+    assert names[-3:] == ["fetch", "level_one", "level_two"], names
+    assert _bridge_frames(info.value) == ["map_sync (_many.py)"]
+    with pytest.raises(AppError) as info:
+        loopbridge.gather_sync(fetch(2), worker=worker, timeout=5)
+    assert _bridge_frames(info.value) == ["gather_sync (_many.py)"]
+
+
+def test_refusals_show_at_the_call_site(worker: loopbridge.WorkerLoop) -> None:
+    async def inner() -> None:
+        worker.run_sync(asyncio.sleep(0))  # on the worker's own thread
+
+    with pytest.raises(loopbridge.DeadlockError) as info:
+        worker.run_sync(inner(), timeout=5)
+    # the outer run_sync line, then the coroutine's line that made the bad call
+    assert _bridge_frames(info.value) == ["run_sync (_worker.py)"]
+    assert [f.name for f in traceback.extract_tb(info.value.__traceback__)][-2:] == [
+        "run_sync",
+        "inner",
+    ]
+    with pytest.raises(TypeError) as refused:
+        loopbridge.run_sync(print)  # type: ignore[arg-type]
+    assert _bridge_frames(refused.value) == ["run_sync (_bridge.py)"]

@@ -374,3 +374,14 @@ def test_cancel_match_hides_what_tasks_hides(kernel: Kernel) -> None:
     assert "kernel-internal" not in dry and "--force" not in dry, dry
     every = kernel.ok("%aio cancel --match . --dry-run --all").result or ""
     assert "refused: kernel-internal (add --force)" in every, every
+
+
+def test_cell_magic_errors_name_the_cell_and_hide_the_bridge(kernel: Kernel) -> None:
+    slow = kernel.execute("%%aio run --timeout 0.2\nawait asyncio.sleep(10)")
+    assert slow.ename == "TimeoutError"
+    assert "cell In[" in slow.error["evalue"] and "cell_body" not in slow.traceback_text  # type: ignore[index]
+    frames = re.findall(r"loopbridge[/\\](\w+\.py)", slow.traceback_text)
+    assert len(frames) <= 1, slow.traceback_text
+    err = kernel.execute("%%aio run\nawait asyncio.sleep(0)\nraise KeyError('inside')")
+    assert err.ename == "KeyError" and "cell_body" not in err.traceback_text
+    assert len(re.findall(r"loopbridge[/\\](\w+\.py)", err.traceback_text)) <= 1

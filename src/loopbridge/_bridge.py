@@ -7,7 +7,7 @@ import threading
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from ._worker import _CLOSED, _CLOSING, WorkerLoop
+from ._worker import _CLOSED, _CLOSING, WorkerLoop, _strip_wrappers
 
 __all__ = ["default_worker", "run_sync", "submit"]
 
@@ -65,7 +65,10 @@ def run_sync(awaitable: Awaitable[T], *, timeout: float | None = None) -> T:
     worker = _default
     if worker is None or worker._state in (_CLOSING, _CLOSED):
         worker = default_worker()
-    call = worker._call_blocking(awaitable, timeout, "run_sync")
+    try:
+        call = worker._call_blocking(awaitable, timeout, "run_sync")
+    except BaseException as err:  # noqa: BLE001 - re-raised, with the user's frames only
+        raise _strip_wrappers(err)  # noqa: B904 - the same exception, fewer frames
     if call.exc is not None:
         exc, call.exc = call.exc, None
         raise exc

@@ -28,7 +28,7 @@ from ._faces import (
     _warn_if_blocking_a_loop,
     _worker_of,
 )
-from ._worker import WorkerLoop
+from ._worker import WorkerLoop, _strip_wrappers
 
 __all__ = ["gather_sync", "map_sync"]
 
@@ -381,19 +381,22 @@ def map_sync(
             f"map_sync() got the async generator function {describe(fn)}; it needs a "
             "function whose call can be awaited (an `async def` without `yield`)."
         )
-    return _run(
-        "map_sync",
-        enumerate(iterable),
-        type(iterable) in _DIRECT,
-        total,
-        fn,
-        concurrency=concurrency,
-        ordered=ordered,
-        return_exceptions=return_exceptions,
-        progress=progress,
-        timeout=timeout,
-        worker=worker,
-    )
+    try:
+        return _run(
+            "map_sync",
+            enumerate(iterable),
+            type(iterable) in _DIRECT,
+            total,
+            fn,
+            concurrency=concurrency,
+            ordered=ordered,
+            return_exceptions=return_exceptions,
+            progress=progress,
+            timeout=timeout,
+            worker=worker,
+        )
+    except BaseException as err:  # noqa: BLE001 - re-raised, with the user's frames only
+        raise _strip_wrappers(err)  # noqa: B904 - the same exception, fewer frames
 
 
 def gather_sync(
@@ -456,6 +459,8 @@ def gather_sync(
             timeout=timeout,
             worker=worker,
         )
+    except BaseException as err:  # noqa: BLE001 - re-raised, with the user's frames only
+        raise _strip_wrappers(err)  # noqa: B904 - the same exception, fewer frames
     finally:
         # After an error, a timeout or Ctrl-C some were never started: close
         # them, as asyncio.gather's cancellation would have.

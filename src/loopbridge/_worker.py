@@ -158,14 +158,30 @@ async def _run_capturing_context(coro: Awaitable[T], call: _Call) -> T:
         call.ctx_out = contextvars.copy_context()
 
 
+# The coroutines loopbridge wraps a user's awaitable in (inspection looks through them).
 _WRAPPER_CODES = (_run_capturing_context.__code__, _await_it.__code__)
 
 
 def _strip_wrappers(exc: BaseException) -> BaseException:
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code in _WRAPPER_CODES:
+    """The exception with loopbridge's own frames taken out of its traceback.
+
+    What the user reads is their code: the coroutine's frames (and the call
+    site), not our wrappers, runners or waits in between.
+    """
+    return exc.with_traceback(_user_traceback(exc.__traceback__))
+
+
+def _user_traceback(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """*tb* without the frames of loopbridge's own files (rebuilt, in order)."""
+    kept = []
+    while tb is not None:
+        if not tb.tb_frame.f_code.co_filename.startswith(_PKG_DIR):
+            kept.append(tb)
         tb = tb.tb_next
-    return exc.with_traceback(tb)
+    out = None
+    for t in reversed(kept):
+        out = types.TracebackType(out, t.tb_frame, t.tb_lasti, t.tb_lineno)
+    return out
 
 
 class _Gen:
@@ -556,7 +572,10 @@ class WorkerLoop:
             assert wl.run_sync(add(1, 2), timeout=5) == 3
         """
         __tracebackhide__ = True
-        call = self._call_blocking(awaitable, timeout, "run_sync")
+        try:
+            call = self._call_blocking(awaitable, timeout, "run_sync")
+        except BaseException as err:  # noqa: BLE001 - re-raised, with the user's frames only
+            raise _strip_wrappers(err)  # noqa: B904 - the same exception, fewer frames
         if call.exc is not None:
             exc, call.exc = call.exc, None
             raise exc
@@ -1393,6 +1412,8 @@ def _coro_name(obj: object) -> str:
     if frame is not None and frame.f_code is _run_capturing_context.__code__:
         obj = frame.f_locals.get("coro", obj)  # 3.10: name the user's coroutine
     name = getattr(obj, "__qualname__", None) or type(obj).__name__
+    if name.startswith("In["):  # a notebook cell (%%aio run names its coroutine so)
+        return f"cell {name}"
     return f"{name}()" if obj is not None else "the coroutine"
 
 

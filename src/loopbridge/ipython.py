@@ -42,6 +42,7 @@ from . import _inspect, _worker
 from ._bridge import default_worker
 from ._tools import SORT_KEYS, STATES, cancel_tasks, inspect_loops, inspect_tasks, where_task
 from ._views import SettingView
+from ._worker import _strip_wrappers
 
 __all__ = [
     "LoopBridge",
@@ -449,7 +450,10 @@ class AioMagics(Magics):
                     f"%%aio takes 'run' as a cell magic (got {args.command!r}); "
                     "the other subcommands are line magics: %aio tasks, %aio where ..."
                 )
-            return self._run_cell(cell, args.timeout)
+            try:
+                return self._run_cell(cell, args.timeout)
+            except BaseException as err:  # noqa: BLE001 - re-raised, with the user's frames only
+                raise _strip_wrappers(err)  # noqa: B904 - the same exception, fewer frames
         s = self.settings
         try:
             if args.command == "loops":
@@ -520,7 +524,10 @@ class AioMagics(Magics):
                 value = await value
             return value
 
-        return default_worker().run_sync(cell_body(), timeout=timeout)
+        coro: Any = cell_body()
+        # errors and timeouts name the cell, not this method's inner function
+        coro.__qualname__ = coro.__name__ = f"In[{self.settings._cell or '?'}]"
+        return default_worker().run_sync(coro, timeout=timeout)
 
 
 AioMagics.aio.__doc__ = _help_text()
