@@ -299,6 +299,45 @@ def test_reroute_runs_a_library_that_calls_asyncio_run() -> None:
         assert again.ename == "RuntimeError"
 
 
+def test_rerouted_asyncio_run_cleans_up_what_it_started_and_only_that() -> None:
+    """The real asyncio.run cancels the tasks its coroutine left behind and finalises
+    its async generators; the rerouted one must too, on the persistent worker loop,
+    without touching other work there."""
+    code = (
+        "import asyncio, loopbridge\n"
+        "events = []\n"
+        "async def background():\n"
+        "    try:\n"
+        "        await asyncio.sleep(100)\n"
+        "    finally:\n"
+        "        events.append('background cancelled')\n"
+        "async def numbers():\n"
+        "    try:\n"
+        "        yield 1\n"
+        "        yield 2\n"
+        "    finally:\n"
+        "        events.append('generator closed')\n"
+        "async def main():\n"
+        "    asyncio.create_task(background(), name='left-behind')\n"
+        "    await asyncio.sleep(0.01)\n"  # it has started: its finally must run
+        "    gen = numbers()\n"
+        "    await gen.__anext__()\n"
+        "    global kept_gen\n"
+        "    kept_gen = gen\n"  # alive after main: only the finaliser closes it
+        "    return 'main done'\n"
+    )
+    with running_kernel() as k:
+        k.ok("%load_ext loopbridge\n%aio reroute on")
+        k.ok(code)
+        k.ok("other = loopbridge.submit(asyncio.sleep(100))")  # not the rerouted call's
+        assert k.ok("asyncio.run(main())").result == "'main done'"
+        assert k.ok("sorted(events)").result == "['background cancelled', 'generator closed']"
+        assert k.ok("other.done()").result == "False"  # other work on the worker: untouched
+        left = k.ok("%aio tasks --name left-behind").result or ""
+        assert left.startswith("no tasks match"), left
+        k.ok("other.cancel()")
+
+
 def test_nest_asyncio_is_named_with_what_it_breaks() -> None:
     pytest.importorskip("nest_asyncio")
     with running_kernel() as k:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
+import contextvars
 import inspect
 import math
 import shlex
@@ -171,7 +172,8 @@ class LoopBridge(Configurable):
                     return original(main, debug=debug, **kwargs)
                 if not asyncio.iscoroutine(main):
                     raise ValueError(f"a coroutine was expected, got {main!r}")
-                return default_worker().run_sync(main)
+                worker = default_worker()
+                return worker.run_sync(_like_asyncio_run(main, worker))
 
             run.__wrapped__ = original  # type: ignore[attr-defined]
             run.__doc__ = original.__doc__
@@ -292,6 +294,57 @@ def _counts_first() -> bool:
 
 
 _COUNTS_FIRST = _counts_first()
+
+
+# -- what a rerouted asyncio.run does around the coroutine -----------------------------
+
+# Set in the rerouted call's own task: every task it creates (transitively) inherits it.
+_run_scope: contextvars.ContextVar[object] = contextvars.ContextVar("loopbridge_run_scope")
+
+
+async def _like_asyncio_run(main: Coroutine[Any, Any, T], worker: Any) -> T:
+    """Run *main* as ``asyncio.run`` would, on the persistent worker loop.
+
+    ``asyncio.run`` cancels the tasks its coroutine left behind and finalises its
+    async generators when it returns. The worker loop lives on, so only what this
+    call started is cleaned up: tasks created in its context (3.12+: read from
+    each task's context; before, tasks that appeared during the call and are not
+    other bridge calls) and async generators first iterated during it.
+    """
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    scope = object()
+    _run_scope.set(scope)
+    tasks_before = set(asyncio.all_tasks(loop))
+    gens_before = set(getattr(loop, "_asyncgens", ()))
+    try:
+        return await main
+    finally:
+        bridge_calls = {c.task for c in list(worker._inflight)}
+
+        def ours(task: asyncio.Task[Any]) -> bool:
+            if task is me or task.done():
+                return False
+            get_context = getattr(task, "get_context", None)  # 3.12+
+            if get_context is not None:
+                return get_context().get(_run_scope, None) is scope
+            return task not in tasks_before and task not in bridge_calls
+
+        left = [t for t in asyncio.all_tasks(loop) if ours(t)]
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left, timeout=worker.cancel_timeout)
+        for gen in [g for g in getattr(loop, "_asyncgens", ()) if g not in gens_before]:
+            try:
+                await gen.aclose()
+            except Exception:  # noqa: BLE001 - asyncio.run reports these the same way
+                loop.call_exception_handler(
+                    {
+                        "message": "an error occurred during closing of an asynchronous generator",
+                        "asyncgen": gen,
+                    }
+                )
 
 
 # -- the magics ----------------------------------------------------------------------
