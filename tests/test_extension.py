@@ -407,6 +407,15 @@ def test_tasks_loop_worker_and_pages_past_the_end(kernel: Kernel) -> None:
     kernel.ok("for f in pe: f.cancel()")
 
 
+def test_kernel_tasks_belong_to_no_cell(kernel: Kernel) -> None:
+    """With --all, ipykernel's own tasks show no cell (they were attributed to In[n])."""
+    cells = kernel.ok(
+        "sorted({str(r['cell']) for r in loopbridge.inspect_tasks(include_internal=True)"
+        ".to_records() if r['internal']})"
+    ).result
+    assert cells == "['None']", cells
+
+
 def test_cancel_match_hides_what_tasks_hides(kernel: Kernel) -> None:
     """Kernel-internal tasks are hidden by %aio tasks: by %aio cancel --match too."""
     dry = kernel.ok("%aio cancel --match . --dry-run").result or ""

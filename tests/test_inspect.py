@@ -449,3 +449,44 @@ def test_snapshot_restores_the_gc_state() -> None:
         assert not gc.isenabled()  # left off when the caller had it off
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def test_an_aiohttp_request_stuck_on_its_response_names_the_socket(
+    worker: loopbridge.WorkerLoop,
+) -> None:
+    aiohttp = pytest.importorskip("aiohttp")
+
+    async def silent_server() -> tuple[Any, list[Any], int]:
+        conns: list[Any] = []  # accepts, reads nothing, never answers
+        srv = await asyncio.start_server(lambda r, w: conns.append(w), "127.0.0.1", 0)
+        return srv, conns, srv.sockets[0].getsockname()[1]
+
+    srv, conns, port = worker.run_sync(silent_server(), timeout=5)
+
+    async def fetch_stuck() -> str:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/") as resp,
+        ):
+            return str(await resp.text())
+
+    fut = worker.submit(fetch_stuck())
+    try:
+        deadline = time.monotonic() + 5
+        waits = ""
+        while time.monotonic() < deadline and f":{port}" not in waits:
+            time.sleep(0.05)
+            rows = loopbridge.inspect_tasks(coro="fetch_stuck").shown
+            waits = rows[0].waits_on or "" if rows else ""
+        assert waits.startswith("Future in ResponseHandler."), waits
+        assert f"(socket 127.0.0.1:{port})" in waits, waits
+    finally:
+        fut.cancel()
+
+        async def stop() -> None:
+            for w in conns:
+                w.close()
+            srv.close()
+            await srv.wait_closed()
+
+        worker.run_sync(stop(), timeout=5)

@@ -593,8 +593,34 @@ def _describe_leaf(leaf: Any, innermost: Any, loop: asyncio.AbstractEventLoop) -
         done = sum(1 for c in children if c.done())
         return f"gather ({len(children)} children, {done} done)"
     if isinstance(leaf, asyncio.Future):
-        return "Future"
+        return _describe_future(innermost)
     return f"{type(leaf).__name__} (unknown awaitable)"
+
+
+def _describe_future(innermost: Any) -> str:
+    """A bare Future awaited by library code: say whose, and on which socket.
+
+    An aiohttp response being read waits on a Future in its ResponseHandler
+    (the connection's protocol), whose transport names the peer.
+    """
+    if innermost is None:
+        return "Future"
+    owner = innermost.f_locals.get("self")
+    name = innermost.f_code.co_name
+    where = f"{type(owner).__name__}.{name}" if owner is not None else f"{name}()"
+    transport = None
+    for attr in ("transport", "_transport"):
+        candidate = getattr(owner, attr, None) if owner is not None else None
+        if candidate is not None and hasattr(candidate, "get_extra_info"):
+            transport = candidate
+            break
+    if transport is not None:
+        try:
+            peer = transport.get_extra_info("peername")
+        except Exception:  # noqa: BLE001 - a closed or foreign transport: no peer
+            peer = None
+        return f"Future in {where} (socket {_peer(peer)})"
+    return f"Future in {where}"
 
 
 def _seconds(value: float) -> str:
@@ -725,7 +751,8 @@ def _cheap_rows(
                 known[0] if coro is not None else type(task).__name__,
                 None,
                 None,
-                entry[2] if entry else None,
+                # the cell that created it; the kernel's own tasks belong to no cell
+                entry[2] if entry and not (internal_loop or known[1]) else None,
                 None,
                 internal_loop or known[1],
             ),
