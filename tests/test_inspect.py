@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import socket
 import sys
 import threading
@@ -490,3 +491,30 @@ def test_an_aiohttp_request_stuck_on_its_response_names_the_socket(
             await srv.wait_closed()
 
         worker.run_sync(stop(), timeout=5)
+
+
+def test_html_cells_stay_on_one_line_long_text_is_clipped_and_the_footer_is_inside(
+    worker: loopbridge.WorkerLoop,
+) -> None:
+    long_name = "an-extremely-long-task-name-that-someone-chose-for-ingest-worker-7"
+
+    async def make() -> None:
+        KEEP.append(asyncio.create_task(sleeper(50), name=long_name))
+        await asyncio.sleep(0.01)
+
+    worker.run_sync(make())
+    try:
+        page = loopbridge.inspect_tasks(name="ingest-worker")._repr_html_()
+        cells = re.findall(r"<td style='([^']*)'", page)
+        assert cells and all("white-space:nowrap" in st for st in cells)  # never mid-word
+        # the name column is clipped with an ellipsis, the full text is on hover
+        assert "text-overflow:ellipsis" in page and f"title='{long_name}'" in page
+        # the footer belongs to the table: it scrolls with it
+        assert "<tfoot>" in page and "1 task(s)" in page.split("<tfoot>")[1]
+        where = loopbridge.where_task(long_name)._repr_html_()
+        assert "<p>awaited by: no task is known to await it</p>" in where
+        report = loopbridge.cancel_tasks(match="ingest-worker", dry_run=True)
+        assert report.text().splitlines()[-1] == "dry run, 1 task(s): 1 would cancel"
+        assert "dry run, 1 task(s): 1 would cancel" in report._repr_html_().split("<tfoot>")[1]
+    finally:
+        worker.run_sync(_cancel_named(long_name))

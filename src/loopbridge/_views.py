@@ -65,14 +65,63 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out)
 
 
-def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+# The widest a clipped column may get, in characters ("ch"): longer text ends in an
+# ellipsis, and the full text shows on hover (the cell's title). Sized so that the
+# task table's ten columns fit a 1,280 px notebook without horizontal scrolling.
+_CLIP_CH: dict[str, int] = {
+    "name": 16,
+    "loop": 18,
+    "coroutine": 18,
+    "suspended at": 22,
+    "waits on": 28,
+    "awaited by": 12,
+    "example": 22,
+    "outcome": 48,
+    "thread": 24,
+}
+
+
+def html_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], foot: Sequence[str] = ()
+) -> str:
+    """An escaped HTML table whose cells never wrap.
+
+    Every cell stays on one line (ids, states, ages, loop labels, "gather (2
+    children, 0 done)"); long columns are clipped with an ellipsis and carry the
+    full text in ``title``. *foot* lines go in the table's own footer, so they
+    stay with the table when it scrolls.
+    """
     esc = html.escape
-    head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in headers)
+    cell = "text-align:left;white-space:nowrap;padding:1px 6px;vertical-align:top"
+    styles = []
+    for h in headers:
+        clip = _CLIP_CH.get(h)
+        styles.append(
+            f"{cell};max-width:{clip}ch;overflow:hidden;text-overflow:ellipsis" if clip else cell
+        )
+    head = "".join(f"<th style='{cell}'>{esc(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(f"<td style='text-align:left'>{esc(c)}</td>" for c in r) + "</tr>"
+        "<tr>"
+        + "".join(
+            f"<td style='{st}' title='{esc(c, quote=True)}'>{esc(c)}</td>"
+            if len(c) > 8
+            else f"<td style='{st}'>{esc(c)}</td>"
+            for c, st in zip(r, styles, strict=True)
+        )
+        + "</tr>"
         for r in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    tfoot = ""
+    if foot:
+        lines = "<br>".join(esc(f) for f in foot)
+        tfoot = (
+            f"<tfoot><tr><td colspan='{len(headers)}' style='text-align:left;"
+            f"white-space:normal;padding:2px 6px'>{lines}</td></tr></tfoot>"
+        )
+    return (
+        "<table class='loopbridge' style='border-collapse:collapse;table-layout:auto'>"
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody>{tfoot}</table>"
+    )
 
 
 def _stack_text(frames: Sequence[FrameInfo]) -> str:
@@ -341,13 +390,17 @@ class TasksView(_View):
 
     def _repr_html_(self) -> str:
         table = self._table()
-        body = html_table(*table) if table else "<p>no tasks match</p>"
-        notes = "".join(f"<p>{html.escape(n)}</p>" for n in self._notes())
+        if table:
+            body = html_table(*table, foot=self._notes())
+        else:
+            body = "<p>no tasks match</p>" + "".join(
+                f"<p>{html.escape(n)}</p>" for n in self._notes()
+            )
         stacks = "".join(
             _stack_html(f"stack of blocked loop {label}", frames)
             for label, frames in self.snapshot.best_effort.items()
         )
-        return body + notes + stacks
+        return body + stacks
 
     def to_records(self) -> list[dict[str, Any]]:
         return [t._asdict() for t in self.rows]
@@ -396,8 +449,10 @@ class WhereView(_View):
                 )
             )
         up = self._up_lines(self.trace.awaited_by)
-        up_text = "\n".join(["awaited by:", *up]) if up else "awaited by: none known"
-        out.append(f"<pre>{esc(up_text)}</pre>")
+        if up:
+            out.append(f"<p>awaited by:</p><pre>{esc(chr(10).join(up))}</pre>")
+        else:  # a sentence, not a frame: not in the indented <pre> of the chain
+            out.append("<p>awaited by: no task is known to await it</p>")
         out.extend(f"<p>{esc(n)}</p>" for n in self.trace.notes)
         return "".join(out)
 
@@ -432,15 +487,26 @@ class CancelView(_View):
     def _rows(self) -> list[list[str]]:
         return [[o.id, o.name, o.loop, o.outcome] for o in self.outcomes]
 
+    def summary(self) -> str:
+        """One line: how many tasks got which outcome, e.g. "3 task(s): 2 cancelled,
+        1 refused"."""
+        counts: dict[str, int] = {}
+        for o in self.outcomes:
+            key = o.outcome.split(" (")[0].split(":")[0]
+            counts[key] = counts.get(key, 0) + 1
+        parts = ", ".join(f"{n} {k}" for k, n in counts.items())
+        prefix = "dry run, " if self.dry_run else ""
+        return f"{prefix}{len(self.outcomes)} task(s): {parts}"
+
     def text(self) -> str:
         if not self.outcomes:
             return "no task matched: nothing cancelled"
-        return text_table(("id", "name", "loop", "outcome"), self._rows())
+        return text_table(("id", "name", "loop", "outcome"), self._rows()) + "\n" + self.summary()
 
     def _repr_html_(self) -> str:
         if not self.outcomes:
             return "<p>no task matched: nothing cancelled</p>"
-        return html_table(("id", "name", "loop", "outcome"), self._rows())
+        return html_table(("id", "name", "loop", "outcome"), self._rows(), foot=[self.summary()])
 
     def to_records(self) -> list[dict[str, Any]]:
         return [
