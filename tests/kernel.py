@@ -22,6 +22,7 @@ class CellResult:
     execution_count: int | None = None  # the cell's In[] number
     interrupted_at: float | None = None  # time.monotonic() of "Interrupt kernel"
     idle_at: float | None = None  # time.monotonic() when the kernel went idle
+    presses: int = 0  # how many times "Interrupt kernel" was pressed
 
     @property
     def ename(self) -> str | None:
@@ -42,9 +43,15 @@ class Kernel:
     history: list[CellResult] = field(default_factory=list)
 
     def execute(
-        self, code: str, timeout: float = 30, interrupt_after: float | None = None
+        self,
+        code: str,
+        timeout: float = 30,
+        interrupt_after: float | None = None,
+        press_again_after: float | None = None,
     ) -> CellResult:
-        """Run one cell; optionally press "Interrupt kernel" after some seconds."""
+        """Run one cell; optionally press "Interrupt kernel" after some seconds, and
+        press again, as a user would, if the cell is still running *press_again_after*
+        seconds after the last press (``presses`` counts them)."""
         msg_id = self.kc.execute(code)
         res = CellResult()
         deadline = time.monotonic() + timeout
@@ -56,7 +63,10 @@ class Kernel:
             if interrupt_at is not None and now >= interrupt_at:
                 self.km.interrupt_kernel()
                 res.interrupted_at = time.monotonic()
-                interrupt_at = None
+                res.presses += 1
+                interrupt_at = (
+                    None if press_again_after is None else res.interrupted_at + press_again_after
+                )
             try:
                 msg = self.kc.get_iopub_msg(timeout=0.1)
             except queue.Empty:

@@ -113,19 +113,25 @@ def test_interrupt_kernel_on_a_loop_of_short_calls_is_fast_and_true(kernel: Kern
     in the next cell (the wake-up flag of a call interrupted mid-hand-off once wedged it
     for the whole kernel)."""
     kernel.ok("async def quick():\n    return 1")
-    slow = []
+    slow, swallowed = [], 0
     for press in range(12):
+        # CPython itself drops a KeyboardInterrupt that lands in a weakref callback or
+        # __del__ ("Exception ignored in ..."): a user presses again, and so does this
+        # test after 3 s. The time that counts is from the press that landed.
         res = kernel.execute(
             "while True:\n    loopbridge.run_sync(quick())",
             interrupt_after=0.2 + 0.05 * (press % 4),
+            press_again_after=3,
             timeout=30,
         )
         assert res.ename == "KeyboardInterrupt", res.traceback_text
         assert "keeps running" not in res.stderr, res.stderr
         assert res.interrupted_at is not None and res.idle_at is not None
+        swallowed += res.presses - 1
         took = res.idle_at - res.interrupted_at
         if took > 1.0:
             slow.append(round(took, 2))
         after = kernel.ok("loopbridge.run_sync(quick(), timeout=2)", timeout=10)
         assert after.result == "1"
     assert not slow, f"presses that took over 1 s to end the cell: {slow}"
+    assert swallowed <= 2, f"{swallowed} of 12 presses did nothing: not CPython's rare drop"
