@@ -242,6 +242,8 @@ class LoopsView(_View):
         ]
 
 
+# "waits on" comes before the long columns: the question a reader has first, kept
+# in view in a narrow notebook (JupyterLab with its file browser open at 1,280 px).
 _TASK_HEADERS = (
     "id",
     "name",
@@ -249,9 +251,9 @@ _TASK_HEADERS = (
     "state",
     "age",
     "cell",
+    "waits on",
     "coroutine",
     "suspended at",
-    "waits on",
     "awaited by",
 )
 _GROUP_HEADERS = ("coroutine", "tasks", "states", "loops", "example", "suspended at", "waits on")
@@ -318,9 +320,9 @@ class TasksView(_View):
                 t.state,
                 _fmt(t.age) if t.age is not None else "?",
                 f"In[{t.cell}]" if t.cell is not None else "-",
+                _fmt(t.waits_on),
                 t.coro,
                 _fmt(t.location),
-                _fmt(t.waits_on),
                 _fmt(t.awaited_by),
             ]
             for t in self.shown
