@@ -106,7 +106,6 @@ def inspect_tasks(
             return [example.id for _, _, example in groups]
         # past the end: the last page, detailed like any page (the view says so)
         shown = min(page, max(1, -(-len(chosen) // per_page)))
-        picked["page"] = shown
         start = (shown - 1) * per_page
         return [r.id for r in chosen[start : start + per_page]]
 
@@ -120,13 +119,7 @@ def inspect_tasks(
         for c, members, ex in picked.get("groups", [])  # type: ignore[attr-defined]
     ]
     return TasksView(
-        snap,
-        rows,
-        page=page,
-        per_page=per_page,
-        group=group,
-        hidden=hidden,
-        groups=groups,
+        snap, rows, page=page, per_page=per_page, group=group, hidden=hidden, groups=groups
     )
 
 
