@@ -67,7 +67,8 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 # The widest a clipped column may get, in characters ("ch"): longer text ends in an
 # ellipsis, and the full text shows on hover (the cell's title). Sized so that the
-# task table's ten columns fit a 1,280 px notebook without horizontal scrolling.
+# task table's key columns (id to "waits on") stay in view in JupyterLab at 1,280 px
+# with its file browser open (tests/test_browser.py); the rest may scroll.
 _CLIP_CH: dict[str, int] = {
     "name": 16,
     "loop": 18,
