@@ -91,3 +91,63 @@ def test_unrelated_errors_get_no_note(worker: loopbridge.WorkerLoop) -> None:
     with pytest.raises(RuntimeError) as info:
         worker.run_sync(fail(), timeout=5)
     assert _all_text(info.value) == "something else entirely"
+
+
+class InterfaceError(Exception):
+    """Stands in for asyncpg's: raised *while handling* the cross-loop RuntimeError."""
+
+
+def test_the_cause_is_found_down_the_chain_and_the_note_goes_on_what_the_user_sees(
+    worker: loopbridge.WorkerLoop,
+) -> None:
+    async def bind_event() -> asyncio.Event:
+        ev = asyncio.Event()
+        waiter = asyncio.ensure_future(ev.wait())
+        await asyncio.sleep(0)
+        waiter.cancel()
+        return ev
+
+    async def driver_call(ev: asyncio.Event) -> None:
+        try:
+            await ev.wait()
+        except RuntimeError:  # a client library's own error on top, the real one as context
+            raise InterfaceError(  # noqa: B904 - the implicit context is the point here
+                "cannot perform operation: another operation is in progress"
+            )
+
+    with loopbridge.WorkerLoop(name="app-loop") as other:
+        ev = other.run_sync(bind_event(), timeout=5)
+        with pytest.raises(InterfaceError) as info:
+            worker.run_sync(driver_call(ev), timeout=5)
+    text = _all_text(info.value)
+    assert text.startswith("cannot perform operation: another operation is in progress")
+    assert "loopbridge: this code ran on loopbridge's worker loop 'test'" in text
+    assert "further down this exception's chain: RuntimeError:" in text
+    assert "bound to a different event loop" in text
+    assert "loopbridge.loop_local(make_client)" in text  # the fix for a two-loop program
+    assert "notebook" not in text  # not a notebook: never mention one
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="ExceptionGroup is 3.11+")
+def test_members_of_an_exception_group_are_searched() -> None:
+    inner = RuntimeError(
+        "Task <Task pending> got Future <Future pending> attached to a different loop"
+    )
+    group = ExceptionGroup("unhandled errors in a TaskGroup", [ValueError("x"), inner])  # noqa: F821
+    note = loopbridge.explain(group)
+    assert note is not None and note.startswith("loopbridge: this code ran on thread 'MainThread'")
+    assert "attached to a different loop" in note
+
+
+def test_explain_works_outside_the_bridge_and_changes_nothing() -> None:
+    closed = RuntimeError("Event loop is closed")
+    note = loopbridge.explain(closed)
+    assert note is not None and "whose event loop is already closed" in note
+    assert "persistent worker loop" in note
+    assert getattr(closed, "__notes__", None) is None and str(closed) == "Event loop is closed"
+    assert loopbridge.explain(ValueError("nothing to do with loops")) is None
+    looped: BaseException = RuntimeError("outer")
+    looped.__context__ = looped  # a cycle: the walk is bounded
+    assert loopbridge.explain(looped) is None
+    with pytest.raises(TypeError, match="expects an exception"):
+        loopbridge.explain("Event loop is closed")  # type: ignore[arg-type]

@@ -19,7 +19,13 @@ Example::
 from typing import TYPE_CHECKING, Any
 
 from ._bridge import default_worker, run_sync, submit
-from ._errors import DeadlockError, LoopBridgeError, LoopBridgeWarning, WorkerClosedError
+from ._errors import (
+    DeadlockError,
+    LoopBridgeError,
+    LoopBridgeWarning,
+    WorkerClosedError,
+    explain,
+)
 from ._faces import SyncFace, sync_face, syncify
 from ._loop_local import LoopLocal, loop_local
 from ._many import gather_sync, map_sync
@@ -46,6 +52,7 @@ __all__ = [
     "WorkerLoop",
     "cancel_tasks",
     "default_worker",
+    "explain",
     "gather_sync",
     "inspect_loops",
     "inspect_tasks",

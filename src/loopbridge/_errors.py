@@ -20,6 +20,7 @@ __all__ = [
     "LoopBridgeError",
     "LoopBridgeWarning",
     "WorkerClosedError",
+    "explain",
 ]
 
 
@@ -94,8 +95,10 @@ _DIFFERENT_LOOP = (
     "bound to a different event loop",
     "is bound to a different loop",
     "different event loop",
+    "non-thread-safe operation invoked on an event loop other than the current one",
 )
 _CLOSED_LOOP = ("event loop is closed",)
+_CHAIN_LIMIT = 64  # exceptions looked at in one chain (cycles and huge groups are cut)
 
 
 def _add_note(exc: BaseException, note: str) -> None:
@@ -115,6 +118,49 @@ def _has_note(exc: BaseException) -> bool:
     return bool(exc.args) and isinstance(exc.args[0], str) and f"\n\n{_NOTE_MARK}" in exc.args[0]
 
 
+def _kind(exc: BaseException) -> str | None:
+    """``"different"`` or ``"closed"`` for one of asyncio's cross-loop messages."""
+    if not exc.args or not isinstance(exc.args[0], str):
+        return None
+    text = exc.args[0].lower()
+    if any(m in text for m in _DIFFERENT_LOOP):
+        return "different"
+    if any(m in text for m in _CLOSED_LOOP):
+        return "closed"
+    return None
+
+
+def _find_cross_loop(exc: BaseException) -> tuple[BaseException, str] | None:
+    """The first cross-loop failure in *exc*'s chain: itself, its ``__cause__`` and
+    ``__context__``, and the members of exception groups (bounded, cycle-safe).
+
+    The error a user sees is often another one raised while handling it (asyncpg's
+    "another operation is in progress" over the RuntimeError that says why).
+    """
+    todo: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while todo and len(seen) < _CHAIN_LIMIT:
+        e = todo.pop(0)
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        kind = _kind(e)
+        if kind is not None:
+            return e, kind
+        todo.extend(getattr(e, "exceptions", ()) or ())  # ExceptionGroup members
+        for linked in (e.__cause__, e.__context__):
+            if linked is not None:
+                todo.append(linked)
+    return None
+
+
+def _in_kernel() -> bool:
+    """Whether this process is a Jupyter kernel (only then do notes speak of cells)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
 def _describe_caller_loop() -> str | None:
     """Name the loop running in the calling thread, if any (e.g. Jupyter's)."""
     try:
@@ -122,7 +168,7 @@ def _describe_caller_loop() -> str | None:
     except RuntimeError:
         return None
     thread = threading.current_thread()
-    in_kernel = "ipykernel" in sys.modules and thread is threading.main_thread()
+    in_kernel = _in_kernel() and thread is threading.main_thread()
     who = "most likely the Jupyter kernel's loop" if in_kernel else "the loop"
     return (
         f"{who} running in the calling thread {thread.name!r} "
@@ -130,42 +176,83 @@ def _describe_caller_loop() -> str | None:
     )
 
 
+def _note(exc: BaseException, where: str, caller: str | None) -> str | None:
+    """The note for *exc* if its chain holds a cross-loop failure; *where* says
+    which loop the failing code ran on, *caller* the loop of the calling thread."""
+    found = _find_cross_loop(exc)
+    if found is None:
+        return None
+    cause, kind = found
+    via = (
+        ""
+        if cause is exc
+        else f" (the cause, further down this exception's chain: {type(cause).__name__}: "
+        f"{str(cause.args[0]).splitlines()[0][:160]})"
+    )
+    if kind == "different":
+        if caller:
+            origin = f"on another event loop, {caller}"
+            if _in_kernel():
+                origin += ": objects made with top-level `await` in a notebook cell live there"
+        else:
+            origin = "on another event loop (another thread's, an earlier one, or one made by "
+            origin += "asyncio.run())"
+        return (
+            f"{_NOTE_MARK} this code ran on {where}, but it used an asyncio object (a "
+            f"future, lock, queue, client or pool) that was created {origin}{via}. asyncio "
+            "objects stay bound to the loop they were created on. Fix: if only sync code "
+            "uses the object, create it through the bridge too (`client = "
+            "run_sync(make_client())`) so that it lives on the worker loop. If async code "
+            "on its own loop uses it as well, give each loop its own instance: `client = "
+            "loopbridge.loop_local(make_client)`, then `client()` (or `await "
+            "client.aget()`) on whichever loop you are."
+        )
+    return (
+        f"{_NOTE_MARK} this code ran on {where}, but it used an asyncio object whose event "
+        f"loop is already closed{via}: objects cannot outlive their loop (asyncio.run() "
+        "and loop-per-call helpers close theirs when they return). Fix: create it on a loop "
+        "that lives as long as the object, e.g. through loopbridge.run_sync (the "
+        "persistent worker loop), or loopbridge.loop_local for one instance per loop."
+    )
+
+
 def explain_cross_loop(exc: BaseException, worker: WorkerLoop, *, in_caller: bool) -> None:
-    """Add a note to *exc* if it is one of asyncio's cross-loop failures.
+    """Add a note to *exc* if its chain holds one of asyncio's cross-loop failures.
 
     The exception keeps its type and message; the note says which loops were
-    involved and how to fix it. Does nothing for other exceptions, and adds the
-    note only once when the same exception crosses several bridges. *in_caller*
-    says whether this runs in the calling thread, whose loop can then be named.
+    involved and how to fix it, and goes on *exc*, the exception the user sees,
+    even when the cross-loop error is only its cause or context. It is added
+    only once when the same exception crosses several bridges. *in_caller* says
+    whether this runs in the calling thread, whose loop can then be named.
     """
-    if not isinstance(exc, (RuntimeError, ValueError)) or _has_note(exc):
+    if _has_note(exc):
         return
-    text = str(exc.args[0]).lower() if exc.args else ""
     where = f"loopbridge's worker loop {worker.name!r} (thread {worker.thread_name!r})"
-    if any(m in text for m in _DIFFERENT_LOOP):
-        caller = _describe_caller_loop() if in_caller else None
-        origin = (
-            f"on another event loop, {caller}: objects made with top-level `await` "
-            "in a notebook cell live on that loop"
-            if caller
-            else "on another event loop (one made by asyncio.run(), another thread's "
-            "loop, or an earlier worker loop)"
-        )
-        note = (
-            f"{_NOTE_MARK} this code ran on {where}, but it used an asyncio object "
-            f"(a future, lock, queue, client or pool) that was created {origin}. "
-            "asyncio objects stay bound to the loop they were created on. Fix: create "
-            "the object through the bridge too (e.g. `client = run_sync(make_client())`) "
-            "so that it lives on the worker loop, and use it only through run_sync."
-        )
-    elif any(m in text for m in _CLOSED_LOOP):
-        note = (
-            f"{_NOTE_MARK} this code ran on {where}, but it used an asyncio object "
-            "whose event loop is already closed, typically one made by asyncio.run() "
-            "or by a fresh loop per call, which is closed when that call returns. Fix: "
-            "create the object through loopbridge.run_sync so that it lives on the "
-            "persistent worker loop, and keep reusing it there."
-        )
-    else:
-        return
-    _add_note(exc, note)
+    note = _note(exc, where, _describe_caller_loop() if in_caller else None)
+    if note is not None:
+        _add_note(exc, note)
+
+
+def explain(exc: BaseException) -> str | None:
+    """Explain one of asyncio's cross-loop failures, wherever it was raised.
+
+    Returns the note loopbridge would add (which loop the code ran on, where the
+    object most likely came from, the fix), or None when nothing in the
+    exception's chain is a cross-loop error. The exception is not changed.
+
+    Example::
+
+        try:
+            await pool.fetch("select 1")
+        except Exception as exc:
+            print(loopbridge.explain(exc) or "not a cross-loop error")
+    """
+    if not isinstance(exc, BaseException):
+        raise TypeError(f"explain() expects an exception, got {type(exc).__name__}: {exc!r}")
+    thread = threading.current_thread().name
+    try:
+        loop = asyncio.get_running_loop()
+        where = f"the event loop running in thread {thread!r} ({type(loop).__name__})"
+    except RuntimeError:
+        where = f"thread {thread!r}, with no running event loop"
+    return _note(exc, where, None)
