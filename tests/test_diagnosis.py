@@ -14,14 +14,16 @@ def _all_text(exc: BaseException) -> str:
     return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
 
 
-def test_object_bound_to_another_loop(worker: loopbridge.WorkerLoop) -> None:
-    async def bind_event() -> asyncio.Event:
-        ev = asyncio.Event()
-        waiter = asyncio.ensure_future(ev.wait())
-        await asyncio.sleep(0)
-        waiter.cancel()
-        return ev
+async def bind_event() -> asyncio.Event:
+    """An Event bound to the loop this runs on (a waiter binds it)."""
+    ev = asyncio.Event()
+    waiter = asyncio.ensure_future(ev.wait())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    return ev
 
+
+def test_object_bound_to_another_loop(worker: loopbridge.WorkerLoop) -> None:
     with loopbridge.WorkerLoop(name="other") as other:
         ev = other.run_sync(bind_event(), timeout=5)
         with pytest.raises(RuntimeError) as info:
@@ -100,13 +102,6 @@ class InterfaceError(Exception):
 def test_the_cause_is_found_down_the_chain_and_the_note_goes_on_what_the_user_sees(
     worker: loopbridge.WorkerLoop,
 ) -> None:
-    async def bind_event() -> asyncio.Event:
-        ev = asyncio.Event()
-        waiter = asyncio.ensure_future(ev.wait())
-        await asyncio.sleep(0)
-        waiter.cancel()
-        return ev
-
     async def driver_call(ev: asyncio.Event) -> None:
         try:
             await ev.wait()
