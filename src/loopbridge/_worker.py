@@ -953,11 +953,12 @@ class WorkerLoop:
         fut = call.future
         if fut is None:
             assert call.lock is not None
-            # The task is freed here, on the loop thread: freed in the caller, its
-            # weakref callbacks (asyncio's task sets) would run there, where a
-            # Ctrl-C landing in them is swallowed ("Exception ignored in").
-            call.task = None
             call.lock.release()
+            # The task is freed here, on the loop thread (after the caller is woken,
+            # off its latency): freed in the caller, its weakref callbacks (asyncio's
+            # task sets) would run there, where a Ctrl-C landing in them is swallowed
+            # ("Exception ignored in").
+            call.task = None
             return
         # future -> its done-callback -> call -> future is a reference cycle:
         # break it so finished calls are freed at once, not by the cyclic GC.
