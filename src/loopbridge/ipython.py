@@ -447,8 +447,7 @@ _SUBPARSERS: dict[str, argparse.ArgumentParser] = next(
 
 def _help_text() -> str:
     parts = [_PARSER.format_help()]
-    sub = next(a for a in _PARSER._actions if isinstance(a, argparse._SubParsersAction))
-    for parser in sub.choices.values():
+    for parser in _SUBPARSERS.values():
         # each subcommand's whole help, its own (wrapped) usage lines included
         parts.append("\n" + parser.format_help())
     parts.append(
