@@ -146,3 +146,11 @@ def test_explain_works_outside_the_bridge_and_changes_nothing() -> None:
     assert loopbridge.explain(looped) is None
     with pytest.raises(TypeError, match="expects an exception"):
         loopbridge.explain("Event loop is closed")  # type: ignore[arg-type]
+
+
+def test_an_exceptions_attribute_that_is_not_a_group_is_not_walked() -> None:
+    class Odd(Exception):
+        exceptions = "not a list of exceptions"  # some library's own attribute
+
+    assert loopbridge.explain(Odd("Event loop is closed")) is not None
+    assert loopbridge.explain(Odd("unrelated")) is None

@@ -147,7 +147,9 @@ def _find_cross_loop(exc: BaseException) -> tuple[BaseException, str] | None:
         kind = _kind(e)
         if kind is not None:
             return e, kind
-        todo.extend(getattr(e, "exceptions", ()) or ())  # ExceptionGroup members
+        members = getattr(e, "exceptions", None)  # ExceptionGroup members
+        if isinstance(members, (tuple, list)):  # not some library's own `exceptions`
+            todo.extend(m for m in members if isinstance(m, BaseException))
         for linked in (e.__cause__, e.__context__):
             if linked is not None:
                 todo.append(linked)

@@ -14,13 +14,12 @@ import asyncio
 import collections
 import inspect
 import reprlib
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from ._awaitables import _is_coroutine_function, as_coroutine, describe
-from ._errors import BridgeTimeoutError, _add_note
+from ._errors import BridgeTimeoutError, _add_note, _in_kernel
 from ._faces import (
     _block,
     _check_options,
@@ -252,7 +251,7 @@ def _open_bar(progress: object, total: int | None, api: str) -> Any:
     if isinstance(progress, Mapping):
         options.update(progress)
     bar_class: Any = tqdm.std.tqdm
-    if _in_notebook():
+    if _in_kernel():
         try:
             import ipywidgets  # noqa: F401  (tqdm's notebook bar is an ipywidget)
             import tqdm.notebook
@@ -261,14 +260,6 @@ def _open_bar(progress: object, total: int | None, api: str) -> Any:
         except ImportError:
             pass  # the text bar works in a notebook too
     return bar_class(**options)
-
-
-def _in_notebook() -> bool:
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    shell = ipython.get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def _run(
