@@ -63,12 +63,17 @@ def test_while_a_loop_runs_in_the_caller_thread() -> None:
         with pytest.raises(RuntimeError, match="cannot be called from a running event loop"):
             asyncio.run(probe)
         probe.close()
-        # ... while the bridge works.
-        return loopbridge.run_sync(double(5), timeout=5)
+        # ... while the bridge works (and says that it blocks this loop meanwhile).
+        with pytest.warns(loopbridge.LoopBridgeWarning, match="blocks the event loop") as w:
+            value = loopbridge.run_sync(double(5), timeout=5)
+        assert w[0].filename == __file__  # attributed to the caller's line
+        assert "loopbridge.run_async(double(...))" in str(w[0].message)
+        return value
 
     assert asyncio.run(cell()) == 10
 
 
+@pytest.mark.filterwarnings("ignore:.*blocks the event loop:loopbridge.LoopBridgeWarning")
 def test_sync_function_called_from_a_coroutine() -> None:
     def sync_api(x: int) -> int:  # a library's sync face
         return loopbridge.run_sync(double(x), timeout=5)
@@ -79,6 +84,7 @@ def test_sync_function_called_from_a_coroutine() -> None:
     assert asyncio.run(app()) == [0, 2, 4, 6, 8]
 
 
+@pytest.mark.filterwarnings("ignore:.*blocks the event loop:loopbridge.LoopBridgeWarning")
 def test_explicit_worker_called_from_the_default_worker() -> None:
     """Different loops: a coroutine on the default worker may block on another worker."""
     with loopbridge.WorkerLoop(name="db") as db:

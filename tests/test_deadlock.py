@@ -55,6 +55,7 @@ def test_deadlock_closes_the_refused_coroutine(worker: loopbridge.WorkerLoop) ->
 
 
 @pytest.mark.timeout(10)
+@pytest.mark.filterwarnings("ignore:.*blocks the event loop:loopbridge.LoopBridgeWarning")
 def test_two_worker_loops_waiting_on_each_other() -> None:
     """A on B, B back on A: the second wait is refused instead of hanging both."""
     with loopbridge.WorkerLoop(name="a") as a, loopbridge.WorkerLoop(name="b") as b:
@@ -74,6 +75,7 @@ def test_two_worker_loops_waiting_on_each_other() -> None:
 
 
 @pytest.mark.timeout(10)
+@pytest.mark.filterwarnings("ignore:.*blocks the event loop:loopbridge.LoopBridgeWarning")
 def test_chain_of_worker_loops_without_cycle_works() -> None:
     with loopbridge.WorkerLoop(name="a") as a, loopbridge.WorkerLoop(name="b") as b:
 

@@ -37,6 +37,7 @@ def test_object_bound_to_another_loop(worker: loopbridge.WorkerLoop) -> None:
         assert "loopbridge:" not in str(exc)  # a real note, not a changed message
 
 
+@pytest.mark.filterwarnings("ignore:.*blocks the event loop:loopbridge.LoopBridgeWarning")
 def test_caller_loop_is_named_when_one_runs(worker: loopbridge.WorkerLoop) -> None:
     async def main() -> str:
         ev = asyncio.Event()
@@ -51,7 +52,10 @@ def test_caller_loop_is_named_when_one_runs(worker: loopbridge.WorkerLoop) -> No
         return ""
 
     text = asyncio.run(main())
-    assert "the loop running in the calling thread 'MainThread'" in text
+    # The Event's loop is found in the failing frames and named: the caller's, still running.
+    assert "created on another event loop: the event loop of thread 'MainThread'" in text
+    assert "running in thread 'MainThread'" in text
+    assert "may well use the object too" in text and "loop_local(make_client)" in text
 
 
 def test_closed_loop(worker: loopbridge.WorkerLoop) -> None:
@@ -69,6 +73,7 @@ def test_closed_loop(worker: loopbridge.WorkerLoop) -> None:
     assert "whose event loop is already closed" in text
 
 
+@pytest.mark.filterwarnings("ignore:.*blocks the event loop:loopbridge.LoopBridgeWarning")
 def test_note_added_once_across_nested_bridges(worker: loopbridge.WorkerLoop) -> None:
     loop = asyncio.new_event_loop()
     loop.close()

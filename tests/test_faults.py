@@ -369,6 +369,7 @@ def test_submit_future_pending_at_fork_fails_in_the_child() -> None:
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.filterwarnings("ignore:.*blocks the event loop:loopbridge.LoopBridgeWarning")
 def test_deadlock_cycle_through_a_future_is_detected_both_ways() -> None:
     a = loopbridge.WorkerLoop(name="A", cancel_timeout=1, shutdown_timeout=1)
     b = loopbridge.WorkerLoop(name="B", cancel_timeout=1, shutdown_timeout=1)

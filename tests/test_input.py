@@ -89,6 +89,7 @@ def test_future_on_the_worker_loop_is_accepted(worker: loopbridge.WorkerLoop) ->
     assert worker.run_sync(worker.run_sync(make_task(), timeout=5), timeout=5) == 9
 
 
+@pytest.mark.filterwarnings("ignore:.*blocks the event loop:loopbridge.LoopBridgeWarning")
 def test_future_of_another_loop_gives_a_clear_error(worker: loopbridge.WorkerLoop) -> None:
     async def main() -> None:
         fut = asyncio.get_running_loop().create_future()

@@ -101,7 +101,10 @@ def test_object_from_top_level_await_is_diagnosed(kernel: Kernel) -> None:
     text = res.traceback_text
     assert "bound to a different event loop" in text
     assert "loopbridge: this code ran on loopbridge's worker loop 'default'" in text
-    assert "most likely the Jupyter kernel's loop" in text
+    # Whose loop the Event is on is known, not guessed: the kernel's, still running.
+    assert "created on another event loop: the Jupyter kernel's loop" in text
+    assert "running in thread 'MainThread'" in text
+    assert "top-level `await` in a notebook cell" in text
     assert "run_sync(make_client())" in text
     kernel.ok("ev.set(); await waiter")
 

@@ -18,7 +18,7 @@ Example::
 
 from typing import TYPE_CHECKING, Any
 
-from ._bridge import default_worker, run_sync, submit
+from ._bridge import default_worker, run_async, run_sync, submit
 from ._errors import (
     DeadlockError,
     LoopBridgeError,
@@ -59,6 +59,7 @@ __all__ = [
     "load_ipython_extension",
     "loop_local",
     "map_sync",
+    "run_async",
     "run_sync",
     "submit",
     "sync_face",

@@ -7,9 +7,16 @@ import threading
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from ._worker import _CLOSED, _CLOSING, WorkerLoop, _strip_wrappers
+from ._worker import (
+    _CLOSED,
+    _CLOSING,
+    WorkerLoop,
+    _get_running_loop,
+    _strip_wrappers,
+    _warn_run_sync_in_coroutine,
+)
 
-__all__ = ["default_worker", "run_sync", "submit"]
+__all__ = ["default_worker", "run_async", "run_sync", "submit"]
 
 T = TypeVar("T")
 
@@ -65,6 +72,8 @@ def run_sync(awaitable: Awaitable[T], *, timeout: float | None = None) -> T:
     worker = _default
     if worker is None or worker._state in (_CLOSING, _CLOSED):
         worker = default_worker()
+    if _get_running_loop() is not None:
+        _warn_run_sync_in_coroutine(worker, awaitable)
     try:
         call = worker._call_blocking(awaitable, timeout, "run_sync")
     except BaseException as err:  # noqa: BLE001 - re-raised, with the user's frames only
@@ -73,6 +82,30 @@ def run_sync(awaitable: Awaitable[T], *, timeout: float | None = None) -> T:
         exc, call.exc = call.exc, None
         raise exc
     return call.value  # type: ignore[no-any-return]
+
+
+async def run_async(awaitable: Awaitable[T], *, timeout: float | None = None) -> T:
+    """Await *awaitable* on the default worker loop, from a coroutine on any loop.
+
+    The awaitable twin of :func:`run_sync`, for async code that must use an object
+    living on the worker loop (a client made with ``run_sync``) without blocking
+    its own loop. Cancelling the awaiting task cancels the worker task and waits
+    (at most ``cancel_timeout``) for its cleanup; ``timeout`` raises
+    ``TimeoutError`` the same way; errors and context variables behave as for
+    ``run_sync``.
+
+    Example::
+
+        pool = loopbridge.run_sync(asyncpg.create_pool(DSN))   # sync start-up code
+
+        async def handler():                                    # the app's own loop
+            return await loopbridge.run_async(pool.fetchval("select 1"), timeout=5)
+    """
+    __tracebackhide__ = True
+    worker = _default
+    if worker is None or worker._state in (_CLOSING, _CLOSED):
+        worker = default_worker()
+    return await worker.run_async(awaitable, timeout=timeout)
 
 
 def submit(awaitable: Awaitable[T]) -> concurrent.futures.Future[T]:

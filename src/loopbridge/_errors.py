@@ -12,6 +12,8 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
+from . import _loops
+
 if TYPE_CHECKING:
     from ._worker import WorkerLoop
 
@@ -178,9 +180,77 @@ def _describe_caller_loop() -> str | None:
     )
 
 
-def _note(exc: BaseException, where: str, caller: str | None) -> str | None:
-    """The note for *exc* if its chain holds a cross-loop failure; *where* says
-    which loop the failing code ran on, *caller* the loop of the calling thread."""
+_WORKER_ROLE = "loopbridge's worker loop"
+_KERNEL_ROLE = "the Jupyter kernel's loop"
+
+_LOOP_LOCAL_FIX = (
+    "give each loop its own instance: `client = loopbridge.loop_local(make_client)`, "
+    "then `client()` (or `await client.aget()`) on whichever loop you are"
+)
+
+
+def _fix(kind: str, owner: asyncio.AbstractEventLoop | None, worker_ran: bool) -> str:
+    """The fix that fits what is known of the object's loop."""
+    if owner is not None and _loops.is_from_parent(owner):
+        return (
+            "a process cannot use the loops, connections or pools it inherited through "
+            "fork(): create the object in the child. `loopbridge.loop_local(make_client)` "
+            "does that by itself (the child's loop gets its own instance), or create it in a "
+            "hook that runs in each child (`os.register_at_fork(after_in_child=...)`, "
+            "Celery's worker_process_init)."
+        )
+    if kind == "closed":
+        return (
+            "create it on a loop that lives as long as the object, e.g. through "
+            "loopbridge.run_sync (the persistent worker loop) instead of asyncio.run() or a "
+            "new loop per call, or loopbridge.loop_local for one instance per loop."
+        )
+    role = _loops.role_of(owner) if owner is not None else None
+    owner_is_worker = role is not None and role.role.startswith(_WORKER_ROLE)
+    if owner_is_worker and not worker_ran:
+        return (
+            "the object was made through the bridge, and async code on its own loop uses it "
+            f"too: {_LOOP_LOCAL_FIX}. Or reach it only through run_sync / run_async."
+        )
+    if role is not None and role.role.startswith(_KERNEL_ROLE):
+        return (
+            "objects made with top-level `await` in a notebook cell live on the kernel's "
+            "loop. If only sync code uses the object, create it through the bridge instead "
+            "(`client = run_sync(make_client())`) so that it lives on the worker loop. If "
+            f"cells `await` it too, {_LOOP_LOCAL_FIX}."
+        )
+    if owner is not None and not owner.is_closed() and owner.is_running():
+        return (
+            "that loop is still running, so async code there may well use the object too, "
+            f"and moving it would break that: {_LOOP_LOCAL_FIX}. If only sync code uses "
+            "it, create it through the bridge instead (`client = run_sync(make_client())`)."
+        )
+    if owner is not None and owner.is_closed():
+        return (
+            "its loop has ended, so nothing else can still use it: create it through the "
+            "bridge (`client = run_sync(make_client())`) so that it lives on the persistent "
+            f"worker loop, or {_LOOP_LOCAL_FIX}."
+        )
+    return (
+        "if only sync code uses the object, create it through the bridge too (`client = "
+        "run_sync(make_client())`) so that it lives on the worker loop. If async code on "
+        f"its own loop uses it as well, {_LOOP_LOCAL_FIX}."
+    )
+
+
+def _note(
+    exc: BaseException,
+    where: str,
+    caller: str | None,
+    ran_on: asyncio.AbstractEventLoop | None = None,
+    *,
+    worker_ran: bool = False,
+) -> str | None:
+    """The note for *exc* if its chain holds a cross-loop failure.
+
+    *where* says which loop the failing code ran on (*ran_on*, when known),
+    *caller* the loop of the calling thread; *worker_ran* whether that was a worker.
+    """
     found = _find_cross_loop(exc)
     if found is None:
         return None
@@ -191,30 +261,30 @@ def _note(exc: BaseException, where: str, caller: str | None) -> str | None:
         else f" (the cause, further down this exception's chain: {type(cause).__name__}: "
         f"{str(cause.args[0]).splitlines()[0][:160]})"
     )
-    if kind == "different":
-        if caller:
-            origin = f"on another event loop, {caller}"
-            if _in_kernel():
-                origin += ": objects made with top-level `await` in a notebook cell live there"
-        else:
-            origin = "on another event loop (another thread's, an earlier one, or one made by "
-            origin += "asyncio.run())"
+    owners = _loops.loops_in_traceback(cause.__traceback__, besides=ran_on)
+    owner = owners[0] if owners else None
+    fix = _fix(kind, owner, worker_ran)
+    if kind == "closed":
+        closed = "whose event loop is already closed"
+        if owner is not None:
+            closed += f": {_loops.describe(owner)}"
         return (
-            f"{_NOTE_MARK} this code ran on {where}, but it used an asyncio object (a "
-            f"future, lock, queue, client or pool) that was created {origin}{via}. asyncio "
-            "objects stay bound to the loop they were created on. Fix: if only sync code "
-            "uses the object, create it through the bridge too (`client = "
-            "run_sync(make_client())`) so that it lives on the worker loop. If async code "
-            "on its own loop uses it as well, give each loop its own instance: `client = "
-            "loopbridge.loop_local(make_client)`, then `client()` (or `await "
-            "client.aget()`) on whichever loop you are."
+            f"{_NOTE_MARK} this code ran on {where}, but it used an asyncio object {closed}"
+            f"{via}. Objects cannot outlive their loop (asyncio.run() and loop-per-call "
+            f"helpers close theirs when they return). Fix: {fix}"
         )
+    if owner is not None:
+        origin = f"on another event loop: {_loops.describe(owner)}"
+    elif caller:
+        origin = f"on another event loop, {caller}"
+        if _in_kernel():
+            origin += ": objects made with top-level `await` in a notebook cell live there"
+    else:
+        origin = "on another event loop, which loopbridge could not identify"
     return (
-        f"{_NOTE_MARK} this code ran on {where}, but it used an asyncio object whose event "
-        f"loop is already closed{via}: objects cannot outlive their loop (asyncio.run() "
-        "and loop-per-call helpers close theirs when they return). Fix: create it on a loop "
-        "that lives as long as the object, e.g. through loopbridge.run_sync (the "
-        "persistent worker loop), or loopbridge.loop_local for one instance per loop."
+        f"{_NOTE_MARK} this code ran on {where}, but it used an asyncio object (a "
+        f"future, lock, queue, client or pool) that was created {origin}{via}. asyncio "
+        f"objects stay bound to the loop they were created on. Fix: {fix}"
     )
 
 
@@ -230,7 +300,14 @@ def explain_cross_loop(exc: BaseException, worker: WorkerLoop, *, in_caller: boo
     if _has_note(exc):
         return
     where = f"loopbridge's worker loop {worker.name!r} (thread {worker.thread_name!r})"
-    note = _note(exc, where, _describe_caller_loop() if in_caller else None)
+    gen = worker._gen
+    note = _note(
+        exc,
+        where,
+        _describe_caller_loop() if in_caller else None,
+        gen.loop if gen is not None else None,
+        worker_ran=True,
+    )
     if note is not None:
         _add_note(exc, note)
 
@@ -252,9 +329,15 @@ def explain(exc: BaseException) -> str | None:
     if not isinstance(exc, BaseException):
         raise TypeError(f"explain() expects an exception, got {type(exc).__name__}: {exc!r}")
     thread = threading.current_thread().name
-    try:
-        loop = asyncio.get_running_loop()
-        where = f"the event loop running in thread {thread!r} ({type(loop).__name__})"
-    except RuntimeError:
+    loop = asyncio._get_running_loop()
+    seen = _loops.role_of(loop) if loop is not None else None
+    if loop is not None:
+        where = (
+            f"{seen.role} (thread {thread!r})"
+            if seen is not None
+            else f"the event loop running in thread {thread!r} ({type(loop).__name__})"
+        )
+    else:
         where = f"thread {thread!r}, with no running event loop"
-    return _note(exc, where, None)
+    worker_ran = seen is not None and seen.role.startswith(_WORKER_ROLE) if loop else False
+    return _note(exc, where, None, loop, worker_ran=worker_ran)

@@ -16,7 +16,6 @@ import functools
 import gc
 import inspect
 import logging
-import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from types import TracebackType
@@ -24,7 +23,13 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from . import _bridge
 from ._awaitables import _is_coroutine_function, describe
-from ._worker import _CLOSED, _CLOSING, _PKG_DIR, WorkerLoop, _warn
+from ._worker import (
+    _CLOSED,
+    _CLOSING,
+    WorkerLoop,
+    _get_running_loop,
+    _warn_if_blocking_a_loop,
+)
 
 __all__ = ["SyncFace", "sync_face", "syncify"]
 
@@ -33,8 +38,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 log = logging.getLogger("loopbridge")
 
-_get_running_loop = asyncio.events._get_running_loop
-_ASYNC_CODE = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 # Results of these types are returned as they are, without looking further.
 _PLAIN: frozenset[type] = frozenset(
     {type(None), bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, set}
@@ -61,38 +64,6 @@ def _check_options(worker: object, timeout: object, api: str) -> None:
         raise ValueError(
             f"{api}(timeout=...) expects a positive number of seconds or None, got {timeout!r}."
         )
-
-
-def _warn_if_blocking_a_loop(worker: WorkerLoop, what: str, instead: str) -> None:
-    """Warn when a sync face is called from a coroutine running on another loop.
-
-    A Jupyter cell also runs while the kernel's loop is running, but its code is
-    module-level code, not a coroutine: walking up the stack, the first frame that
-    is either a coroutine or module code tells the two apart.
-    """
-    loop = _get_running_loop()
-    if loop is None or threading.get_ident() == worker._thread_id:
-        return  # a plain thread, or the worker itself (the core raises DeadlockError)
-    frame = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
-        frame = frame.f_back  # type: ignore[assignment]
-    for _ in range(64):
-        if frame is None:
-            return
-        code = frame.f_code
-        if code.co_flags & _ASYNC_CODE and code.co_name != "<module>":
-            break
-        if code.co_name == "<module>":
-            return
-        frame = frame.f_back  # type: ignore[assignment]
-    else:
-        return
-    coro_name = getattr(code, "co_qualname", code.co_name)
-    _warn(
-        f"{what} blocks the event loop running in this thread ({type(loop).__name__}, "
-        f"in coroutine {coro_name}()) until it returns: every other task on that loop "
-        f"stalls meanwhile. In async code, await the async original instead: {instead}."
-    )
 
 
 def _block(

@@ -10,6 +10,7 @@ import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+from . import _loops
 from ._awaitables import describe
 
 __all__ = ["LoopLocal", "loop_local"]
@@ -95,6 +96,11 @@ class LoopLocal(Generic[T]):
                     for old in [lp for lp in self._entries if lp.is_closed()]:
                         del self._entries[old]
                     entry = self._entries[loop] = _Entry()
+                _loops.remember(
+                    loop,
+                    f"a loop on which loop_local {self.name!r} made an instance",
+                    replace=False,
+                )
         return loop, entry
 
     def __call__(self) -> T:

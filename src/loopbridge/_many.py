@@ -20,14 +20,8 @@ from typing import Any, TypeVar
 
 from ._awaitables import _is_coroutine_function, as_coroutine, describe
 from ._errors import BridgeTimeoutError, _add_note, _in_kernel
-from ._faces import (
-    _block,
-    _check_options,
-    _get_running_loop,
-    _warn_if_blocking_a_loop,
-    _worker_of,
-)
-from ._worker import WorkerLoop, _strip_wrappers
+from ._faces import _block, _check_options, _worker_of
+from ._worker import WorkerLoop, _get_running_loop, _strip_wrappers, _warn_if_blocking_a_loop
 
 __all__ = ["gather_sync", "map_sync"]
 

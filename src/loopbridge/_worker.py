@@ -29,13 +29,17 @@ from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
+from . import _loops
 from ._awaitables import _await_it, as_coroutine
 from ._errors import (
+    _KERNEL_ROLE,
+    _WORKER_ROLE,
     BridgeTimeoutError,
     DeadlockError,
     LoopBridgeWarning,
     WorkerClosedError,
     _add_note,
+    _in_kernel,
     explain_cross_loop,
 )
 
@@ -47,6 +51,8 @@ log = logging.getLogger("loopbridge")
 # 3.12+: a task can run its first step inside create: a coroutine that finishes
 # without suspending then costs no extra loop iteration.
 _EAGER = sys.version_info >= (3, 12)
+_get_running_loop = asyncio.events._get_running_loop
+_ASYNC_CODE = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 # 3.11+: create_task(context=...) lets the task run in the caller's context copy,
 # which we can read back afterwards. 3.10 needs a small wrapper for that.
 _TASK_CONTEXT = sys.version_info >= (3, 11)
@@ -240,6 +246,7 @@ class _Call:
         "gen",
         "lock",
         "loop",
+        "notify",
         "started",
         "task",
         "value",
@@ -261,6 +268,7 @@ class _Call:
         self.ctx_out: contextvars.Context | None = None
         self.lock = lock
         self.future = future
+        self.notify: Callable[[], None] | None = None  # run_async: wakes the awaiting loop
         self.task: asyncio.Task[Any] | None = None
         self.value: Any = None
         self.exc: BaseException | None = None
@@ -335,6 +343,13 @@ class _BridgeFuture(concurrent.futures.Future[T]):
         seconds = _bound(_check_seconds(timeout, "timeout", allow_none=True))
         if self._state in _FUT_DONE:
             return
+        if _get_running_loop() is not None:
+            _warn_if_blocking_a_loop(
+                self._worker,
+                f"Future.{api}() of a submit()",
+                "`await asyncio.wrap_future(fut)`, or submit nothing and "
+                "`await loopbridge.run_async(...)`",
+            )
         edge = self._check_thread(api)
         try:
             waiter = threading.Lock()
@@ -504,41 +519,59 @@ class WorkerLoop:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        # As ThreadPoolExecutor.__exit__: work already handed over finishes first.
+        self.close(cancel_pending=False)
 
-    def close(self, timeout: float | None = None) -> None:
-        """Cancel what is left, finalise async generators, shut down, close.
+    def close(self, timeout: float | None = None, *, cancel_pending: bool = True) -> None:
+        """Stop taking calls, cancel what is left, finalise async generators, close.
 
-        Bounded by *timeout* (default: ``shutdown_timeout``). Idempotent. Called
-        from a coroutine on this loop, it only schedules the close and returns.
-        Calls waiting on the loop get :class:`WorkerClosedError`.
+        With ``cancel_pending=True`` (the default: the hard stop, also used at
+        interpreter exit) calls still running are cancelled at once. With
+        ``cancel_pending=False`` (what leaving a ``with`` block does, like
+        ``ThreadPoolExecutor.shutdown(wait=True)``) they may first finish, for
+        at most *timeout* seconds, and are cancelled after that. Either way new
+        calls are refused from the start, and a call cut off by the close fails
+        with :class:`WorkerClosedError` (its future too), never a bare
+        ``CancelledError`` its caller did not ask for.
+
+        Finalising is bounded by ``shutdown_timeout``; waiting for pending calls
+        by *timeout* (default: ``shutdown_timeout``). Idempotent. Called from a
+        coroutine on this loop, it only schedules the close and returns.
 
         Example::
 
             wl = loopbridge.WorkerLoop(name="db")
-            wl.run_sync(work())
-            wl.close()
+            fut = wl.submit(work())
+            wl.close(cancel_pending=False, timeout=30)   # work() finishes first
         """
         wait = _check_seconds(
             self.shutdown_timeout if timeout is None else timeout, "timeout", allow_none=False
         )
+        if not isinstance(cancel_pending, bool):
+            raise TypeError(f"cancel_pending must be True or False, got {cancel_pending!r}")
+        on_loop = False
         with self._lock:
             state = self._state
             if state in (_CLOSED, _CLOSING):
                 thread = self._thread if state == _CLOSING else None
+                loop = None
             elif state == _RUNNING:
-                self._state = _CLOSING
+                self._state = _CLOSING  # refuse new calls from now on
                 self._closing = True
                 thread = self._thread
                 assert self._gen is not None
                 loop = self._gen.loop
-                try:
-                    loop.call_soon_threadsafe(loop.stop)
-                except RuntimeError:  # the loop closed under us: it is finishing anyway
-                    pass
+                on_loop = thread is not None and threading.get_ident() == thread.ident
             else:  # created, dead (already finalised) or inherited through fork
                 self._state = _CLOSED
                 return
+        if loop is not None:
+            if not cancel_pending and not on_loop:
+                self._drain_pending(wait)
+            try:
+                loop.call_soon_threadsafe(loop.stop)
+            except RuntimeError:  # the loop closed under us: it is finishing anyway
+                pass
         if thread is None or threading.get_ident() == thread.ident:
             return  # already closed, or called on the loop itself: the thread finishes it
         # Finalising is bounded by shutdown_timeout; the margin covers the
@@ -550,6 +583,17 @@ class WorkerLoop:
                 "something is blocking its thread (a synchronous call inside a "
                 "coroutine?). The daemon thread is left to end with the process."
             )
+
+    def _drain_pending(self, seconds: float | None) -> None:
+        """Wait (bounded) until the calls already handed over have finished."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        pause = 0.0005
+        while self._inflight and (deadline is None or time.monotonic() < deadline):
+            thread = self._thread
+            if thread is None or not thread.is_alive():
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
 
     # -- calls ----------------------------------------------------------------
 
@@ -572,6 +616,8 @@ class WorkerLoop:
             assert wl.run_sync(add(1, 2), timeout=5) == 3
         """
         __tracebackhide__ = True
+        if _get_running_loop() is not None:
+            _warn_run_sync_in_coroutine(self, awaitable)
         try:
             call = self._call_blocking(awaitable, timeout, "run_sync")
         except BaseException as err:  # noqa: BLE001 - re-raised, with the user's frames only
@@ -580,6 +626,121 @@ class WorkerLoop:
             exc, call.exc = call.exc, None
             raise exc
         return call.value  # type: ignore[no-any-return]
+
+    async def run_async(self, awaitable: Awaitable[T], *, timeout: float | None = None) -> T:
+        """Await *awaitable* on this worker loop from a coroutine on another loop.
+
+        The awaitable twin of :meth:`run_sync`: same loop, same errors, same
+        context-variable behaviour, but the calling loop keeps running while the
+        work runs here. Use it in async code that must reach an object living
+        on the worker loop (a pool made through ``run_sync``), e.g. in a FastAPI
+        handler or a pytest-asyncio test.
+
+        * Cancelling the awaiting task cancels the task here, waits (at most
+          ``cancel_timeout``) for its cleanup, then raises ``CancelledError``.
+        * ``timeout`` (seconds): the same, then ``TimeoutError``.
+        * A cancellation or error on the worker comes back as it is.
+        * Awaited on this worker loop itself, it simply awaits *awaitable*.
+
+        Example::
+
+            async def handler():
+                return await wl.run_async(pool.fetchval("select 1"), timeout=5)
+        """
+        __tracebackhide__ = True
+        coro: Any = awaitable
+        try:
+            if timeout is not None:
+                timeout = _check_seconds(timeout, "timeout", allow_none=True)
+            caller = asyncio.get_running_loop()
+            gen = self._loop_for_call(awaitable)
+            coro = as_coroutine(awaitable, gen.loop, "run_async")
+            if caller is gen.loop:
+                coro, direct = None, coro
+                return await self._run_here(direct, timeout)
+            ctx = contextvars.copy_context()
+            lock = threading.Lock()
+            lock.acquire()
+            call = _Call(gen, coro, ctx, lock, None)
+            waiter: asyncio.Future[None] = caller.create_future()
+            call.notify = functools.partial(_wake_threadsafe, caller, waiter)
+        except BaseException:
+            _close_unstarted(coro)
+            raise
+        try:
+            self._schedule(call)
+            # asyncio.wait, not `await waiter`: a cancelled caller must not cancel
+            # the waiter, which the grace wait for the remote cleanup still needs.
+            await asyncio.wait((waiter,), timeout=_bound(timeout))
+        except BaseException as interrupt:
+            # The awaiting task was cancelled (or the loop interrupted): the
+            # remote task must not be left running.
+            await self._abort_async(call, waiter, "was cancelled by its caller", interrupt)
+            raise
+        finally:
+            ctx_out = call.ctx_out if call.wrapped else (ctx if call.started else None)
+            if ctx_out is not None:
+                _write_back(ctx_out)
+        if not waiter.done():
+            await self._abort_async(call, waiter, f"timed out after {timeout}s", None)
+            if call.cancel_delivered or not call.finished:
+                cause = call.exc if not isinstance(call.exc, asyncio.CancelledError) else None
+                call.exc = None
+                raise BridgeTimeoutError(
+                    f"run_async() timed out after {timeout}s waiting for "
+                    f"{_coro_name(coro)}; the task was cancelled on worker loop "
+                    f"{self.name!r}."
+                ) from cause
+        if call.exc is not None:
+            exc, call.exc = call.exc, None
+            exc = _strip_wrappers(exc) if exc.__traceback__ else exc
+            explain_cross_loop(exc, self, in_caller=True)
+            raise exc
+        return call.value  # type: ignore[no-any-return]
+
+    async def _run_here(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
+        """run_async on the worker loop itself: awaiting is the same thing, minus a hop."""
+        if timeout is None:
+            return await coro
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        except asyncio.TimeoutError:
+            raise BridgeTimeoutError(
+                f"run_async() timed out after {timeout}s waiting for {_coro_name(coro)} "
+                f"on worker loop {self.name!r}; it was cancelled."
+            ) from None
+
+    async def _abort_async(
+        self,
+        call: _Call,
+        waiter: asyncio.Future[None],
+        why: str,
+        exc: BaseException | None,
+    ) -> None:
+        """run_async's _abort: cancel *call* on the worker, wait (bounded) for its cleanup."""
+        if call.finished:
+            return
+        try:
+            call.loop.call_soon_threadsafe(self._cancel_call, call, context=contextvars.Context())
+        except RuntimeError:
+            pass  # closed: the finaliser fails the call
+        if not waiter.done():
+            # A second cancellation interrupts this grace wait, as a second Ctrl-C does.
+            await asyncio.wait((waiter,), timeout=_bound(self.cancel_timeout))
+        if call.finished:
+            return
+        message = (
+            f"a run_async() call to worker loop {self.name!r} {why}; its task "
+            f"{_coro_name(call.task or call.coro)} was cancelled but had not finished "
+            f"{self.cancel_timeout}s later (it may be ignoring cancellation or "
+            "blocking the loop). It keeps running there."
+        )
+        try:
+            _warn(message)
+        except Warning as warning:
+            if exc is None:
+                raise
+            _add_note(exc, f"loopbridge: {warning}")
 
     def submit(self, awaitable: Awaitable[T]) -> concurrent.futures.Future[T]:
         """Schedule *awaitable* on this loop and return a future at once.
@@ -954,6 +1115,8 @@ class WorkerLoop:
         if fut is None:
             assert call.lock is not None
             call.lock.release()
+            if call.notify is not None:
+                call.notify()
             # The task is freed here, on the loop thread (after the caller is woken,
             # off its latency): freed in the caller, its weakref callbacks (asyncio's
             # task sets) would run there, where a Ctrl-C landing in them is swallowed
@@ -1065,7 +1228,7 @@ class WorkerLoop:
             if state in (_CLOSING, _CLOSED):
                 _close_unstarted(refused)
                 raise WorkerClosedError(
-                    f"worker loop {self.name!r} is closed; create a new WorkerLoop "
+                    f"worker loop {self.name!r} is {state}; create a new WorkerLoop "
                     "(module-level loopbridge.run_sync() starts a new default worker "
                     "by itself)."
                 )
@@ -1155,6 +1318,7 @@ class WorkerLoop:
             start.result = exc
             start.started.set()
             return
+        _loops.remember(loop, f"{_WORKER_ROLE} {self.name!r} (thread {self.thread_name!r})")
         gen = _Gen(loop)
         with start.lock:
             abandoned = start.abandoned
@@ -1289,6 +1453,78 @@ class WorkerLoop:
         self._gen = None
         self._thread = None
         self._thread_id = None
+
+
+def _warn_if_blocking_a_loop(worker: WorkerLoop, what: str, instead: str) -> None:
+    """Warn when a blocking call (run_sync, a future's result(), a sync face) is made
+    from a coroutine running on another loop.
+
+    A Jupyter cell also runs while the kernel's loop is running, but its code is
+    module-level code, not a coroutine: walking up the stack, the first frame that
+    is either a coroutine or module code tells the two apart.
+    """
+    loop = _get_running_loop()
+    if loop is None or threading.get_ident() == worker._thread_id:
+        return  # a plain thread, or the worker itself (the core raises DeadlockError)
+    _loops.remember(loop, _caller_role(), replace=False)
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+    for _ in range(64):
+        if frame is None:
+            return
+        code = frame.f_code
+        if code.co_flags & _ASYNC_CODE and code.co_name != "<module>":
+            break
+        if code.co_name == "<module>":
+            return
+        frame = frame.f_back  # type: ignore[assignment]
+    else:
+        return
+    coro_name = getattr(code, "co_qualname", code.co_name)
+    _warn(
+        f"{what} blocks the event loop running in this thread ({type(loop).__name__}, "
+        f"in coroutine {coro_name}()) until it returns: every other task on that loop "
+        f"stalls meanwhile. In async code, await the async original instead: {instead}."
+    )
+
+
+def _caller_role() -> str:
+    """What the loop running in this thread is, for the cross-loop notes."""
+    thread = threading.current_thread()
+    if thread is threading.main_thread() and _in_kernel():
+        return f"{_KERNEL_ROLE} (the cells run on it)"
+    return f"the event loop of thread {thread.name!r}, which called into the bridge"
+
+
+def _warn_run_sync_in_coroutine(worker: WorkerLoop, awaitable: object) -> None:
+    """run_sync from a coroutine: warn that it blocks that loop (and close the
+    coroutine if the warning is raised, so Python does not add "never awaited")."""
+    code = getattr(awaitable, "cr_code", None)
+    name = f"{code.co_name}(...)" if code is not None else "the awaitable"
+    try:
+        _warn_if_blocking_a_loop(
+            worker,
+            f"run_sync({name})",
+            f"`await {name}` itself if it can run on this loop, or `await "
+            f"loopbridge.run_async({name})` to keep it on the worker loop",
+        )
+    except BaseException:
+        _close_unstarted(awaitable)
+        raise
+
+
+def _wake_threadsafe(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[None]) -> None:
+    """From the worker thread: mark run_async's *waiter* done on its own loop."""
+    try:
+        loop.call_soon_threadsafe(_set_done, waiter)
+    except RuntimeError:
+        pass  # the awaiting loop is closed: nobody is waiting any more
+
+
+def _set_done(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _started(coro: Coroutine[Any, Any, Any]) -> bool:

@@ -39,8 +39,9 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Bool, Float, Int, observe
 from traitlets.config import Configurable
 
-from . import _inspect, _worker
+from . import _inspect, _loops, _worker
 from ._bridge import default_worker
+from ._errors import _KERNEL_ROLE, _in_kernel
 from ._tools import SORT_KEYS, STATES, cancel_tasks, inspect_loops, inspect_tasks, where_task
 from ._views import SettingView
 from ._worker import _strip_wrappers
@@ -244,6 +245,9 @@ class LoopBridge(Configurable):
     def load(self) -> None:
         shell = self.shell
         self._kernel_loop = _inspect._running_loop()
+        if self._kernel_loop is not None:
+            kind = _KERNEL_ROLE if _in_kernel() else "IPython's loop"
+            _loops.remember(self._kernel_loop, f"{kind} (the cells run on it)")
         self._active = True
         shell.events.register("pre_run_cell", self._pre_run_cell)
         _inspect._cell_of_file = self._cell_of_file
