@@ -138,3 +138,60 @@ def test_interrupt_kernel_on_a_loop_of_short_calls_is_fast_and_true(kernel: Kern
         assert after.result == "1"
     assert not slow, f"presses that took over 1 s to end the cell: {slow}"
     assert swallowed <= 2, f"{swallowed} of 12 presses did nothing: not CPython's rare drop"
+
+
+def test_extension_explains_errors_raised_anywhere_in_a_cell() -> None:
+    """Loaded, the extension notes cross-loop errors raised outside the bridge, and the
+    classic asyncio.run() error, chained to (never replacing) a handler set before it."""
+    with running_kernel() as k:
+        k.ok(
+            "import asyncio\n"
+            "seen = []\n"
+            "def mine(shell, etype, value, tb, tb_offset=None):\n"
+            "    seen.append(etype.__name__)\n"
+            "    shell.showtraceback((etype, value, tb), tb_offset=tb_offset)\n"
+            "get_ipython().set_custom_exc((KeyError,), mine)\n"
+            "async def fetch():\n"
+            "    return 1"
+        )
+        before = k.execute("asyncio.run(fetch())")
+        assert "loopbridge:" not in before.traceback_text  # not loaded yet: nothing added
+        k.ok("%load_ext loopbridge")
+
+        res = k.execute("asyncio.run(fetch())")
+        assert res.ename == "RuntimeError"  # same error, same type
+        text = res.traceback_text
+        assert "cannot be called from a running event loop" in text
+        assert "notebook cells run inside the kernel's running event loop" in text
+        assert "`%aio reroute on`" in text and "loopbridge.run_sync(coro)" in text
+        assert "%load_ext" not in text  # it is loaded
+
+        res = k.execute(
+            "loop = asyncio.new_event_loop()\nfut = loop.create_future()\nloop.close()\n"
+            "fut.get_loop().call_soon(print)"
+        )
+        assert res.ename == "RuntimeError"
+        assert "whose event loop is already closed" in res.traceback_text
+        assert "(_UnixSelectorEventLoop, closed)" in res.traceback_text
+
+        res = k.execute("{}['missing']")  # the handler set before ours still gets its type
+        assert res.ename == "KeyError"
+        assert k.ok("print(seen)").stdout.strip() == "['KeyError']"
+        res = k.execute("1/0")  # and everything else shows as IPython shows it
+        assert res.ename == "ZeroDivisionError" and "loopbridge" not in res.traceback_text
+
+        k.ok("%unload_ext loopbridge")
+        res = k.execute("asyncio.run(fetch())")
+        assert "loopbridge:" not in res.traceback_text
+        k.execute("{}['again']")
+        assert k.ok("print(seen)").stdout.strip() == "['KeyError', 'KeyError']"
+
+
+def test_without_the_extension_the_note_says_how_to_load_it() -> None:
+    with running_kernel() as k:
+        k.ok("import asyncio, loopbridge\nasync def fetch():\n    return 1")
+        res = k.execute(
+            "try:\n    asyncio.run(fetch())\nexcept RuntimeError as exc:\n"
+            "    print(loopbridge.explain(exc))"
+        )
+        assert "`%load_ext loopbridge`, then `%aio reroute on`" in res.stdout

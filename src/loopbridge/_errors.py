@@ -100,6 +100,12 @@ _DIFFERENT_LOOP = (
     "non-thread-safe operation invoked on an event loop other than the current one",
 )
 _CLOSED_LOOP = ("event loop is closed",)
+# A second loop started in a thread whose loop already runs (asyncio.run in a cell).
+_NESTED_LOOP = (
+    "cannot be called from a running event loop",
+    "this event loop is already running",
+    "cannot run the event loop while another loop is running",
+)
 _CHAIN_LIMIT = 64  # exceptions looked at in one chain (cycles and huge groups are cut)
 
 
@@ -121,7 +127,7 @@ def _has_note(exc: BaseException) -> bool:
 
 
 def _kind(exc: BaseException) -> str | None:
-    """``"different"`` or ``"closed"`` for one of asyncio's cross-loop messages."""
+    """``"different"``, ``"closed"`` or ``"nested"`` for one of asyncio's loop messages."""
     if not exc.args or not isinstance(exc.args[0], str):
         return None
     text = exc.args[0].lower()
@@ -129,6 +135,8 @@ def _kind(exc: BaseException) -> str | None:
         return "different"
     if any(m in text for m in _CLOSED_LOOP):
         return "closed"
+    if any(m in text for m in _NESTED_LOOP):
+        return "nested"
     return None
 
 
@@ -261,6 +269,8 @@ def _note(
         else f" (the cause, further down this exception's chain: {type(cause).__name__}: "
         f"{str(cause.args[0]).splitlines()[0][:160]})"
     )
+    if kind == "nested":
+        return _nested_note(where, via, worker_ran)
     owners = _loops.loops_in_traceback(cause.__traceback__, besides=ran_on)
     owner = owners[0] if owners else None
     fix = _fix(kind, owner, worker_ran)
@@ -286,6 +296,38 @@ def _note(
         f"future, lock, queue, client or pool) that was created {origin}{via}. asyncio "
         f"objects stay bound to the loop they were created on. Fix: {fix}"
     )
+
+
+def _nested_note(where: str, via: str, worker_ran: bool) -> str:
+    """asyncio.run() / run_until_complete() called where a loop already runs."""
+    if worker_ran:
+        return (
+            f"{_NOTE_MARK} this code ran on {where}, where asyncio.run() or "
+            f"loop.run_until_complete() cannot start a second loop{via}. The code already "
+            "runs on an event loop: `await` the coroutine instead."
+        )
+    if _in_kernel():
+        load = "" if _extension_loaded() else "`%load_ext loopbridge`, then "
+        return (
+            f"{_NOTE_MARK} notebook cells run inside the kernel's running event loop, so "
+            f"asyncio.run() (or loop.run_until_complete()) cannot start another one here{via}. "
+            f"Fix: {load}`%aio reroute on` sends such asyncio.run() calls, a library's "
+            "included, to loopbridge's worker loop; or call `loopbridge.run_sync(coro)` "
+            "instead; or simply `await coro` in the cell."
+        )
+    return (
+        f"{_NOTE_MARK} asyncio.run() (or loop.run_until_complete()) was called by code that "
+        f"already runs on an event loop ({where}){via}: a thread runs one loop at a time. "
+        "Fix: in async code, `await` the coroutine; in sync code that async code calls (a "
+        "library's sync API), `loopbridge.run_sync(coro)` runs it on the worker loop "
+        "(blocking the caller meanwhile), and `await loopbridge.run_async(coro)` does so "
+        "without blocking."
+    )
+
+
+def _extension_loaded() -> bool:
+    ext = sys.modules.get("loopbridge.ipython")
+    return bool(getattr(ext, "_state", None))
 
 
 def explain_cross_loop(exc: BaseException, worker: WorkerLoop, *, in_caller: bool) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 import weakref
 from types import FrameType, TracebackType
@@ -81,16 +82,39 @@ def _thread_name(ident: int | None) -> str | None:
 
 
 def state(loop: asyncio.AbstractEventLoop) -> str:
-    """``closed``, ``running in thread 'X'``, ``not running``, or a fork's ghost."""
+    """``closed``, ``running in thread 'X'``, ``not running``, or inherited through fork()."""
     if loop.is_closed():
         return "closed"
     ident = getattr(loop, "_thread_id", None)
-    if loop.is_running() and ident is not None:
-        name = _thread_name(ident)
-        if name is None:
-            return "running in a thread that does not exist in this process"
-        return f"running in thread {name!r}"
-    return "not running"
+    if not loop.is_running() or ident is None:
+        return "not running"
+    seen = role_of(loop)
+    # A forked child copies the loop's "running" flag and thread id, not the thread:
+    # thread ids are reused, so the id alone could name a thread of the child.
+    if (seen is not None and seen.pid != os.getpid()) or (
+        _forked_from is not None and not _runs_in(loop, ident)
+    ):
+        return "inherited through fork(): it was running in the parent, nothing runs it here"
+    name = _thread_name(ident)
+    if name is None:
+        return "running in a thread that does not exist in this process"
+    return f"running in thread {name!r}"
+
+
+def _runs_in(loop: asyncio.AbstractEventLoop, ident: int) -> bool:
+    """Whether thread *ident* is inside *loop*'s run_forever (pure-Python loops only;
+    a compiled loop shows no frame, and is then taken at its word)."""
+    frame = sys._current_frames().get(ident)
+    python_loop = isinstance(loop, asyncio.BaseEventLoop)
+    while frame is not None:
+        if frame.f_code.co_name in ("run_forever", "_run_once", "run_until_complete"):
+            try:
+                if frame.f_locals.get("self") is loop:
+                    return True
+            except Exception:  # noqa: BLE001 - unreadable locals: keep looking
+                pass
+        frame = frame.f_back
+    return not python_loop
 
 
 def describe(loop: asyncio.AbstractEventLoop) -> str:
@@ -98,7 +122,7 @@ def describe(loop: asyncio.AbstractEventLoop) -> str:
     seen = role_of(loop)
     now = state(loop)
     if seen is None:
-        return f"an event loop loopbridge did not see made ({type(loop).__name__}, {now})"
+        return f"an event loop loopbridge has not seen before ({type(loop).__name__}, {now})"
     where = ""
     if seen.pid != os.getpid():
         where = f", made in process {seen.pid} before it forked this process ({os.getpid()})"
@@ -110,7 +134,7 @@ def is_from_parent(loop: asyncio.AbstractEventLoop) -> bool:
     seen = role_of(loop)
     if seen is not None and seen.pid != os.getpid():
         return True
-    return _forked_from is not None and state(loop).startswith("running in a thread that")
+    return _forked_from is not None and state(loop).startswith("inherited through fork()")
 
 
 def _loop_of(value: object) -> asyncio.AbstractEventLoop | None:

@@ -27,6 +27,7 @@ import ast
 import asyncio
 import contextvars
 import inspect
+import logging
 import math
 import shlex
 import sys
@@ -41,7 +42,7 @@ from traitlets.config import Configurable
 
 from . import _inspect, _loops, _worker
 from ._bridge import default_worker
-from ._errors import _KERNEL_ROLE, _in_kernel
+from ._errors import _KERNEL_ROLE, _add_note, _has_note, _in_kernel, explain
 from ._tools import SORT_KEYS, STATES, cancel_tasks, inspect_loops, inspect_tasks, where_task
 from ._views import SettingView
 from ._worker import _strip_wrappers
@@ -54,6 +55,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+log = logging.getLogger("loopbridge")
 
 
 def worker_runner(coro: Coroutine[Any, Any, T]) -> T:
@@ -110,6 +112,15 @@ class LoopBridge(Configurable):
         True,
         help="Record each task's creation time and cell (a chaining task factory).",
     ).tag(config=True)
+    explain_errors = Bool(
+        True,
+        help=(
+            "Add loopbridge's note to cross-loop errors raised in a cell ('attached to a "
+            "different loop', 'Event loop is closed', 'asyncio.run() cannot be called from a "
+            "running event loop'...). Done by a custom exception handler that passes every "
+            "exception on to the handler set before it, or to IPython's own display."
+        ),
+    ).tag(config=True)
     banner = Bool(True, help="Print one status line when the extension loads.").tag(config=True)
     snapshot_timeout = Float(
         1.0, help="Seconds to wait for another loop's thread to answer a snapshot."
@@ -128,6 +139,8 @@ class LoopBridge(Configurable):
         self._original_run: Callable[..., Any] | None = None
         self._kernel_loop: asyncio.AbstractEventLoop | None = None
         self._tracked: list[Any] = []  # weakrefs to loops we put our factory on
+        self._previous_custom: tuple[tuple[type[BaseException], ...], Any] | None = None
+        self._installed_custom: Any = None
         self._cell: int | None = None
         super().__init__(**kwargs)
 
@@ -240,6 +253,56 @@ class LoopBridge(Configurable):
         number = getattr(self.shell.compile, "_filename_map", {}).get(filename)
         return f"In[{number}]" if isinstance(number, int) and number > 0 else None
 
+    # -- explaining errors raised in cells -------------------------------------------
+
+    @observe("explain_errors")
+    def _explain_changed(self, change: dict[str, Any]) -> None:
+        if self._active:
+            self._apply_explain(change["new"])
+
+    def _apply_explain(self, on: bool) -> None:
+        """Install (or remove) the cell exception handler, chained to the one before it."""
+        shell = self.shell
+        if shell is None or not hasattr(shell, "set_custom_exc"):
+            return
+        if on and self._previous_custom is None:
+            self._previous_custom = (tuple(shell.custom_exceptions), shell.CustomTB)
+            handled = tuple({Exception, *shell.custom_exceptions})
+            shell.set_custom_exc(handled, self._explain_cell_error)
+            self._installed_custom = shell.CustomTB
+        elif not on and self._previous_custom is not None:
+            excs, handler = self._previous_custom
+            self._previous_custom = None
+            if shell.CustomTB is self._installed_custom:
+                # Put back what was there (set_custom_exc would wrap it a second time).
+                # A handler installed after ours stays: it may be chained to ours.
+                shell.custom_exceptions = excs
+                shell.CustomTB = handler
+            self._installed_custom = None
+
+    def _explain_cell_error(
+        self,
+        shell: Any,
+        etype: type[BaseException],
+        value: BaseException,
+        tb: Any,
+        tb_offset: int | None = None,
+    ) -> Any:
+        """Note a cross-loop error, then show it as before: the previous custom
+        handler if it takes this type, else IPython's own traceback."""
+        try:
+            if not _has_note(value):
+                note = explain(value)
+                if note is not None:
+                    _add_note(value, note)
+        except Exception:
+            log.debug("could not explain %r", value, exc_info=True)
+        previous = self._previous_custom
+        if previous is not None and previous[0] and issubclass(etype, previous[0]):
+            return previous[1](etype, value, tb, tb_offset=tb_offset)
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset, running_compiled_code=True)
+        return None
+
     # -- load / unload -------------------------------------------------------------
 
     def load(self) -> None:
@@ -254,9 +317,11 @@ class LoopBridge(Configurable):
         self._apply_tracking(self.track_tasks)
         self._apply_one_loop(self.one_loop)
         self._apply_reroute(self.reroute_asyncio_run)
+        self._apply_explain(self.explain_errors)
 
     def unload(self) -> None:
         shell = self.shell
+        self._apply_explain(False)
         self._apply_one_loop(False)
         self._apply_reroute(False)
         self._active = False
