@@ -489,3 +489,34 @@ def test_object_inherited_through_fork_is_named_and_the_fix_fits() -> None:
     assert "inherited through fork(): it was running in the parent" in proc.stdout
     assert "create the object in the child" in proc.stdout
     assert "os.register_at_fork(after_in_child=...)" in proc.stdout
+
+
+def test_object_constructed_outside_a_coroutine_gets_the_specific_fix() -> None:
+    """`run_sync(asyncpg.create_pool(dsn))`: the pool is built in the caller, binding
+    itself to asyncio.get_event_loop()'s loop there, before the bridge awaits it."""
+    proc = run_script(
+        """
+        import asyncio, warnings, loopbridge
+        warnings.simplefilter("ignore", DeprecationWarning)
+
+        class Pool:                      # what asyncpg.create_pool(...) returns
+            def __init__(self):
+                self._loop = asyncio.get_event_loop()     # as asyncpg's Pool does
+                self._ready = self._loop.create_future()
+            def __await__(self):
+                return self._init().__await__()
+            async def _init(self):
+                await self._ready        # its connections, on the loop it took
+                return self
+
+        try:
+            loopbridge.run_sync(Pool(), timeout=5)
+        except RuntimeError as exc:
+            print("\\n".join(getattr(exc, "__notes__", [str(exc)])))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "asyncio.get_event_loop() returns outside a coroutine in thread 'MainThread'" in out
+    assert "Construct it inside a coroutine" in out
+    assert "pool = run_sync(make())" in out

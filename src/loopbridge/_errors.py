@@ -8,6 +8,7 @@ existing ``except RuntimeError`` code keeps working.
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import threading
 from typing import TYPE_CHECKING
@@ -190,11 +191,28 @@ def _describe_caller_loop() -> str | None:
 
 _WORKER_ROLE = "loopbridge's worker loop"
 _KERNEL_ROLE = "the Jupyter kernel's loop"
+_IMPLICIT_ROLE = "the loop asyncio.get_event_loop() returns outside a coroutine in thread"
 
 _LOOP_LOCAL_FIX = (
     "give each loop its own instance: `client = loopbridge.loop_local(make_client)`, "
     "then `client()` (or `await client.aget()`) on whichever loop you are"
 )
+
+
+_INNER_REPR = re.compile(r"<[^<>]*>")
+
+
+def _short_message(exc: BaseException) -> str:
+    """The first line of *exc*'s message with object reprs folded to ``<…>``
+    ("Task <…> got Future <…> attached to a different loop")."""
+    text = str(exc.args[0]).splitlines()[0]
+    for _ in range(8):  # nested reprs, innermost first
+        folded = _INNER_REPR.sub("\x00", text)
+        if folded == text:
+            break
+        text = folded
+    text = text.replace("\x00", "<…>")
+    return text if len(text) <= 160 else text[:159] + "…"
 
 
 def _fix(kind: str, owner: asyncio.AbstractEventLoop | None, worker_ran: bool) -> str:
@@ -214,6 +232,15 @@ def _fix(kind: str, owner: asyncio.AbstractEventLoop | None, worker_ran: bool) -
             "new loop per call, or loopbridge.loop_local for one instance per loop."
         )
     role = _loops.role_of(owner) if owner is not None else None
+    if role is not None and role.role.startswith(_IMPLICIT_ROLE):
+        return (
+            "the object was constructed outside a coroutine, so it took the loop that "
+            "asyncio.get_event_loop() gives in the calling thread, not the worker's: "
+            "`run_sync(asyncpg.create_pool(dsn))` builds the pool in the caller before the "
+            "bridge awaits it. Construct it inside a coroutine: `async def make(): return "
+            "await asyncpg.create_pool(dsn)`, then `pool = run_sync(make())` (or "
+            "`syncify(asyncpg.create_pool)(dsn)`)."
+        )
     owner_is_worker = role is not None and role.role.startswith(_WORKER_ROLE)
     if owner_is_worker and not worker_ran:
         return (
@@ -267,7 +294,7 @@ def _note(
         ""
         if cause is exc
         else f" (the cause, further down this exception's chain: {type(cause).__name__}: "
-        f"{str(cause.args[0]).splitlines()[0][:160]})"
+        f"{_short_message(cause)})"
     )
     if kind == "nested":
         return _nested_note(where, via, worker_ran)
@@ -317,7 +344,7 @@ def _nested_note(where: str, via: str, worker_ran: bool) -> str:
         )
     return (
         f"{_NOTE_MARK} asyncio.run() (or loop.run_until_complete()) was called by code that "
-        f"already runs on an event loop ({where}){via}: a thread runs one loop at a time. "
+        f"was already running on an event loop{via}: a thread runs one loop at a time. "
         "Fix: in async code, `await` the coroutine; in sync code that async code calls (a "
         "library's sync API), `loopbridge.run_sync(coro)` runs it on the worker loop "
         "(blocking the caller meanwhile), and `await loopbridge.run_async(coro)` does so "
@@ -328,6 +355,16 @@ def _nested_note(where: str, via: str, worker_ran: bool) -> str:
 def _extension_loaded() -> bool:
     ext = sys.modules.get("loopbridge.ipython")
     return bool(getattr(ext, "_state", None))
+
+
+def _remember_implicit_loop() -> None:
+    """Name the loop ``asyncio.get_event_loop()`` gives in this thread, if it made one:
+    objects constructed outside a coroutine (``asyncpg.create_pool(...)`` evaluated
+    in the caller before the bridge awaits it) bind themselves to it."""
+    implicit = _loops._policy_loop()
+    if implicit is not None and not implicit.is_running():
+        thread = threading.current_thread().name
+        _loops.remember(implicit, f"{_IMPLICIT_ROLE} {thread!r}", replace=False)
 
 
 def explain_cross_loop(exc: BaseException, worker: WorkerLoop, *, in_caller: bool) -> None:
@@ -341,6 +378,8 @@ def explain_cross_loop(exc: BaseException, worker: WorkerLoop, *, in_caller: boo
     """
     if _has_note(exc):
         return
+    if in_caller:
+        _remember_implicit_loop()
     where = f"loopbridge's worker loop {worker.name!r} (thread {worker.thread_name!r})"
     gen = worker._gen
     note = _note(
@@ -370,16 +409,41 @@ def explain(exc: BaseException) -> str | None:
     """
     if not isinstance(exc, BaseException):
         raise TypeError(f"explain() expects an exception, got {type(exc).__name__}: {exc!r}")
+    existing = _existing_note(exc)
+    if existing is not None:
+        return existing  # added where it crossed the bridge, when more was known
+    _remember_implicit_loop()
     thread = threading.current_thread().name
-    loop = asyncio._get_running_loop()
-    seen = _loops.role_of(loop) if loop is not None else None
-    if loop is not None:
+    # Where the failing code ran: a loop whose run_until_complete() re-raised it (an
+    # asyncio.run() in another thread, a loop per call) is in its traceback; else it
+    # ran where it is being handled.
+    ran = _loops.runner_in_traceback(exc)
+    if ran is not None:
+        loop: asyncio.AbstractEventLoop | None = ran
         where = (
-            f"{seen.role} (thread {thread!r})"
-            if seen is not None
-            else f"the event loop running in thread {thread!r} ({type(loop).__name__})"
+            _loops.describe(ran)
+            if _loops.role_of(ran) is not None
+            else f"a loop of its own, run by asyncio.run() or run_until_complete() "
+            f"({type(ran).__name__}, {_loops.state(ran)})"
         )
     else:
-        where = f"thread {thread!r}, with no running event loop"
-    worker_ran = seen is not None and seen.role.startswith(_WORKER_ROLE) if loop else False
+        loop = asyncio._get_running_loop()
+        seen = _loops.role_of(loop) if loop is not None else None
+        if seen is not None:
+            where = f"{seen.role} (thread {thread!r})"
+        elif loop is not None:
+            where = f"the event loop running in thread {thread!r} ({type(loop).__name__})"
+        else:
+            where = f"thread {thread!r}, with no running event loop"
+    seen = _loops.role_of(loop) if loop is not None else None
+    worker_ran = seen is not None and seen.role.startswith(_WORKER_ROLE)
     return _note(exc, where, None, loop, worker_ran=worker_ran)
+
+
+def _existing_note(exc: BaseException) -> str | None:
+    for note in getattr(exc, "__notes__", None) or ():
+        if isinstance(note, str) and note.startswith(_NOTE_MARK):
+            return note
+    if exc.args and isinstance(exc.args[0], str) and f"\n\n{_NOTE_MARK}" in exc.args[0]:
+        return exc.args[0].split("\n\n", 1)[1]  # 3.10: appended to the message
+    return None

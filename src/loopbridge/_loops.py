@@ -16,6 +16,7 @@ import asyncio
 import os
 import sys
 import threading
+import types
 import weakref
 from types import FrameType, TracebackType
 from typing import Any
@@ -146,11 +147,22 @@ def _loop_of(value: object) -> asyncio.AbstractEventLoop | None:
             return value.get_loop()
         except Exception:  # noqa: BLE001 - a future subclass that misbehaves: not ours to report
             return None
+    loop: object = None
     try:
         attrs = object.__getattribute__(value, "__dict__")
     except (AttributeError, TypeError):
-        return None
-    loop = attrs.get("_loop") if isinstance(attrs, dict) else None
+        attrs = None
+    if isinstance(attrs, dict):
+        loop = attrs.get("_loop")
+    if loop is None:
+        # A slot (asyncpg's Connection and Pool have them): its descriptor reads the
+        # value without running any of the object's own code.
+        slot = getattr(type(value), "_loop", None)
+        if isinstance(slot, types.MemberDescriptorType):
+            try:
+                loop = slot.__get__(value, type(value))
+            except AttributeError:  # the slot is empty
+                return None
     return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
 
 
@@ -173,6 +185,28 @@ def loops_in_traceback(
             loop = _loop_of(value)
             if loop is not None and loop is not besides and loop not in found:
                 found.append(loop)
+    return found
+
+
+_RUNNERS = ("run_until_complete", "run_forever")
+
+
+def runner_in_traceback(exc: BaseException) -> asyncio.AbstractEventLoop | None:
+    """The loop whose ``run_until_complete()`` re-raised *exc* (innermost), if any."""
+    tb = exc.__traceback__
+    found = None
+    for _ in range(_FRAMES_LIMIT):
+        if tb is None:
+            break
+        frame = tb.tb_frame
+        if frame.f_code.co_name in _RUNNERS:
+            try:
+                owner = frame.f_locals.get("self")
+            except Exception:  # noqa: BLE001 - unreadable locals: not a runner we can name
+                owner = None
+            if isinstance(owner, asyncio.AbstractEventLoop):
+                found = owner
+        tb = tb.tb_next
     return found
 
 
