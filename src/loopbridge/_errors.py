@@ -99,6 +99,9 @@ _DIFFERENT_LOOP = (
     "is bound to a different loop",
     "different event loop",
     "non-thread-safe operation invoked on an event loop other than the current one",
+    # aiohttp: a session's timeout entered from a task of another loop finds no task
+    # of its own loop ("Timeout context manager should be used inside a task").
+    "timeout context manager should be used inside a task",
 )
 _CLOSED_LOOP = ("event loop is closed",)
 # A second loop started in a thread whose loop already runs (asyncio.run in a cell).
