@@ -180,7 +180,7 @@ def measure(names: list[str], rounds: int, per_round: int) -> dict[str, list[flo
                 calls[name] = (call, where)
     samples: dict[str, list[float]] = {name: [] for name in calls}
 
-    async def in_loop() -> None:
+    def rounds_of_calls() -> None:
         for call, where in calls.values():  # warm-up
             (_time_calls if where == "loop" else _in_plain_thread)(call, max(per_round // 5, 20))
         for _ in range(rounds):
@@ -189,6 +189,12 @@ def measure(names: list[str], rounds: int, per_round: int) -> dict[str, list[flo
                 runner = _time_calls if where == "loop" else _in_plain_thread
                 samples[name] += runner(call, per_round)
 
+    async def in_loop() -> None:
+        # Called from module-level code while the loop runs: what a notebook cell is.
+        # (From inside a coroutine, run_sync would also warn that it blocks that loop.)
+        cell = compile("rounds_of_calls()", "<cell>", "exec")
+        exec(cell, {"rounds_of_calls": rounds_of_calls})
+
     asyncio.run(in_loop())
     return samples
 
@@ -196,6 +202,36 @@ def measure(names: list[str], rounds: int, per_round: int) -> dict[str, list[flo
 def summarize(samples: list[float]) -> tuple[float, float]:
     s = sorted(samples)
     return statistics.median(s), s[int(len(s) * 0.99)]
+
+
+def awaited_check(rounds: int, per_round: int) -> dict[str, list[float]]:
+    """From a coroutine on another loop: run_async against the stdlib way of doing the
+    same (wrap_future over run_coroutine_threadsafe), interleaved; per-call seconds."""
+    wl = loopbridge.default_worker()
+    worker_loop = wl.loop
+    ways = {
+        "await triv() (same loop, floor)": lambda: triv(),
+        "await loopbridge.run_async": lambda: loopbridge.run_async(triv()),
+        "await wrap_future(run_coroutine_threadsafe)": lambda: asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(triv(), worker_loop)
+        ),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in ways}
+
+    async def main() -> None:
+        for make in ways.values():  # warm-up
+            for _ in range(50):
+                await make()
+        for _ in range(rounds):
+            for name, make in ways.items():
+                gc.collect()
+                for _ in range(per_round):
+                    t0 = time.perf_counter()
+                    await make()
+                    samples[name].append(time.perf_counter() - t0)
+
+    asyncio.run(main())
+    return samples
 
 
 def concurrency_check(n: int = 10_000) -> float:
@@ -332,6 +368,17 @@ def main() -> None:
     if "loopbridge.run_sync (uvloop)" in samples:
         uv = summarize(samples["loopbridge.run_sync (uvloop)"])[0]
         print(f"loopbridge.run_sync (uvloop) vs floor: {uv / floor_med:.2f}x")
+
+    awaited = awaited_check(rounds, per_round)
+    print("\nAwaited from a coroutine on another loop (asyncio.run), same rounds:\n")
+    print(f"| {'method':<44} | {'median':>9} | {'p99':>9} |")
+    print(f"|{'-' * 46}|{'-' * 11}|{'-' * 11}|")
+    for name, values in awaited.items():
+        med, p99 = summarize(values)
+        print(f"| {name:<44} | {med * 1e6:7.1f}us | {p99 * 1e6:7.1f}us |")
+    ra = summarize(awaited["await loopbridge.run_async"])[0]
+    wf = summarize(awaited["await wrap_future(run_coroutine_threadsafe)"])[0]
+    print(f"\nloopbridge.run_async vs wrap_future(run_coroutine_threadsafe): {wf / ra:.2f}x faster")
 
     took = concurrency_check()
     print(f"\n10,000 concurrent asyncio.sleep(0.01) via submit(), all awaited: {took:.3f}s")

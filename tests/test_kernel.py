@@ -32,6 +32,22 @@ def test_asyncio_run_fails_where_run_sync_works(kernel: Kernel) -> None:
     assert "cannot be called from a running event loop" in failed.error["evalue"]  # type: ignore[index]
     res = kernel.ok("print(loopbridge.run_sync(fetch(21), timeout=10))")
     assert res.stdout.strip() == "42"
+    # A cell is module-level code: blocking is what the user asked for, so no warning
+    # that run_sync blocks the kernel's loop (a coroutine calling it would get one).
+    assert "LoopBridgeWarning" not in res.stderr
+    res = kernel.ok(
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    loopbridge.run_sync(fetch(1), timeout=10)\n"
+        "    async def in_a_coroutine():\n"
+        "        return loopbridge.run_sync(fetch(2), timeout=10)\n"
+        "    await in_a_coroutine()\n"
+        "print([str(w.message)[:60] for w in caught])"
+    )
+    assert res.stdout.strip() == (
+        "['run_sync(fetch(...)) blocks the event loop running in this t']"
+    )
 
 
 def test_loop_bound_objects_survive_between_cells(kernel: Kernel) -> None:

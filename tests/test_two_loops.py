@@ -520,3 +520,26 @@ def test_object_constructed_outside_a_coroutine_gets_the_specific_fix() -> None:
     assert "asyncio.get_event_loop() returns outside a coroutine in thread 'MainThread'" in out
     assert "Construct it inside a coroutine" in out
     assert "pool = run_sync(make())" in out
+
+
+def test_explain_returns_the_note_the_bridge_added(worker: loopbridge.WorkerLoop) -> None:
+    with loopbridge.WorkerLoop(name="elsewhere") as other:
+        ev = other.run_sync(bind_event(), timeout=5)
+        with pytest.raises(RuntimeError) as info:
+            worker.run_sync(ev.wait(), timeout=5)
+    text = _all_text(info.value)
+    note = loopbridge.explain(info.value)  # e.g. in a log handler, far from the bridge
+    assert note is not None and note.startswith("loopbridge: this code ran on")
+    assert text.endswith(note)  # the same note (on 3.10: the message's tail), once
+    assert text.count("loopbridge:") == 1
+
+
+def test_leaving_with_by_ctrl_c_stops_at_once() -> None:
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):  # noqa: PT012 - the block is the scenario
+        with loopbridge.WorkerLoop(name="interrupted", shutdown_timeout=5) as wl:
+            fut = wl.submit(asyncio.sleep(60))
+            raise KeyboardInterrupt
+    assert time.monotonic() - t0 < 2  # no wait for the pending work
+    with pytest.raises(loopbridge.WorkerClosedError):
+        fut.result(timeout=0)

@@ -96,9 +96,12 @@ async def run_async(awaitable: Awaitable[T], *, timeout: float | None = None) ->
 
     Example::
 
-        pool = loopbridge.run_sync(asyncpg.create_pool(DSN))   # sync start-up code
+        async def make_pool():
+            return await asyncpg.create_pool(DSN)
 
-        async def handler():                                    # the app's own loop
+        pool = loopbridge.run_sync(make_pool())       # sync start-up: on the worker loop
+
+        async def handler():                          # the app's own loop
             return await loopbridge.run_async(pool.fetchval("select 1"), timeout=5)
     """
     __tracebackhide__ = True

@@ -124,10 +124,17 @@ def _add_note(exc: BaseException, note: str) -> None:
 
 
 def _has_note(exc: BaseException) -> bool:
-    notes = getattr(exc, "__notes__", None) or ()
-    if any(str(n).startswith(_NOTE_MARK) for n in notes):
-        return True
-    return bool(exc.args) and isinstance(exc.args[0], str) and f"\n\n{_NOTE_MARK}" in exc.args[0]
+    return _existing_note(exc) is not None
+
+
+def _existing_note(exc: BaseException) -> str | None:
+    """The loopbridge note already on *exc* (a PEP 678 note, or on 3.10 the message's tail)."""
+    for note in getattr(exc, "__notes__", None) or ():
+        if isinstance(note, str) and note.startswith(_NOTE_MARK):
+            return note
+    if exc.args and isinstance(exc.args[0], str) and f"\n\n{_NOTE_MARK}" in exc.args[0]:
+        return _NOTE_MARK + exc.args[0].rsplit(f"\n\n{_NOTE_MARK}", 1)[1]
+    return None
 
 
 def _kind(exc: BaseException) -> str | None:
@@ -441,12 +448,3 @@ def explain(exc: BaseException) -> str | None:
     seen = _loops.role_of(loop) if loop is not None else None
     worker_ran = seen is not None and seen.role.startswith(_WORKER_ROLE)
     return _note(exc, where, None, loop, worker_ran=worker_ran)
-
-
-def _existing_note(exc: BaseException) -> str | None:
-    for note in getattr(exc, "__notes__", None) or ():
-        if isinstance(note, str) and note.startswith(_NOTE_MARK):
-            return note
-    if exc.args and isinstance(exc.args[0], str) and f"\n\n{_NOTE_MARK}" in exc.args[0]:
-        return exc.args[0].split("\n\n", 1)[1]  # 3.10: appended to the message
-    return None

@@ -519,8 +519,10 @@ class WorkerLoop:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # As ThreadPoolExecutor.__exit__: work already handed over finishes first.
-        self.close(cancel_pending=False)
+        # As ThreadPoolExecutor.__exit__: work already handed over finishes first,
+        # unless the block is left by Ctrl-C (or SystemExit): then stop at once.
+        interrupted = exc is not None and not isinstance(exc, Exception)
+        self.close(cancel_pending=interrupted)
 
     def close(self, timeout: float | None = None, *, cancel_pending: bool = True) -> None:
         """Stop taking calls, cancel what is left, finalise async generators, close.
@@ -566,12 +568,14 @@ class WorkerLoop:
                 self._state = _CLOSED
                 return
         if loop is not None:
-            if not cancel_pending and not on_loop:
-                self._drain_pending(wait)
             try:
-                loop.call_soon_threadsafe(loop.stop)
-            except RuntimeError:  # the loop closed under us: it is finishing anyway
-                pass
+                if not cancel_pending and not on_loop:
+                    self._drain_pending(wait)  # a Ctrl-C here still stops the loop
+            finally:
+                try:
+                    loop.call_soon_threadsafe(loop.stop)
+                except RuntimeError:  # the loop closed under us: it is finishing anyway
+                    pass
         if thread is None or threading.get_ident() == thread.ident:
             return  # already closed, or called on the loop itself: the thread finishes it
         # Finalising is bounded by shutdown_timeout; the margin covers the
@@ -662,27 +666,32 @@ class WorkerLoop:
             lock = threading.Lock()
             lock.acquire()
             call = _Call(gen, coro, ctx, lock, None)
-            waiter: asyncio.Future[None] = caller.create_future()
-            call.notify = functools.partial(_wake_threadsafe, caller, waiter)
+            # The future the caller awaits; replaced by a fresh one if the caller is
+            # cancelled (which cancels the one it awaited), for the grace wait.
+            box = [caller.create_future()]
+            call.notify = functools.partial(_wake_threadsafe, caller, box)
         except BaseException:
             _close_unstarted(coro)
             raise
+        timer = None
         try:
             self._schedule(call)
-            # asyncio.wait, not `await waiter`: a cancelled caller must not cancel
-            # the waiter, which the grace wait for the remote cleanup still needs.
-            await asyncio.wait((waiter,), timeout=_bound(timeout))
+            if timeout is not None and timeout < _NO_BOUND:
+                timer = caller.call_later(timeout, _set_done, box)
+            await box[0]
         except BaseException as interrupt:
             # The awaiting task was cancelled (or the loop interrupted): the
             # remote task must not be left running.
-            await self._abort_async(call, waiter, "was cancelled by its caller", interrupt)
+            await self._abort_async(call, box, "was cancelled by its caller", interrupt)
             raise
         finally:
+            if timer is not None:
+                timer.cancel()
             ctx_out = call.ctx_out if call.wrapped else (ctx if call.started else None)
             if ctx_out is not None:
                 _write_back(ctx_out)
-        if not waiter.done():
-            await self._abort_async(call, waiter, f"timed out after {timeout}s", None)
+        if not call.finished:  # woken by the timer
+            await self._abort_async(call, box, f"timed out after {timeout}s", None)
             if call.cancel_delivered or not call.finished:
                 cause = call.exc if not isinstance(call.exc, asyncio.CancelledError) else None
                 call.exc = None
@@ -713,18 +722,19 @@ class WorkerLoop:
     async def _abort_async(
         self,
         call: _Call,
-        waiter: asyncio.Future[None],
+        box: list[asyncio.Future[None]],
         why: str,
         exc: BaseException | None,
     ) -> None:
         """run_async's _abort: cancel *call* on the worker, wait (bounded) for its cleanup."""
         if call.finished:
             return
+        waiter = box[0] = asyncio.get_running_loop().create_future()
         try:
             call.loop.call_soon_threadsafe(self._cancel_call, call, context=contextvars.Context())
         except RuntimeError:
             pass  # closed: the finaliser fails the call
-        if not waiter.done():
+        if not call.finished:
             # A second cancellation interrupts this grace wait, as a second Ctrl-C does.
             await asyncio.wait((waiter,), timeout=_bound(self.cancel_timeout))
         if call.finished:
@@ -1466,7 +1476,8 @@ def _warn_if_blocking_a_loop(worker: WorkerLoop, what: str, instead: str) -> Non
     loop = _get_running_loop()
     if loop is None or threading.get_ident() == worker._thread_id:
         return  # a plain thread, or the worker itself (the core raises DeadlockError)
-    _loops.remember(loop, _caller_role(), replace=False)
+    if _loops.role_of(loop) is None:
+        _loops.remember(loop, _caller_role(), replace=False)
     frame = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
         frame = frame.f_back  # type: ignore[assignment]
@@ -1514,15 +1525,18 @@ def _warn_run_sync_in_coroutine(worker: WorkerLoop, awaitable: object) -> None:
         raise
 
 
-def _wake_threadsafe(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[None]) -> None:
-    """From the worker thread: mark run_async's *waiter* done on its own loop."""
+def _wake_threadsafe(loop: asyncio.AbstractEventLoop, box: list[asyncio.Future[None]]) -> None:
+    """From the worker thread: wake run_async's caller, on its own loop."""
     try:
-        loop.call_soon_threadsafe(_set_done, waiter)
+        loop.call_soon_threadsafe(_set_done, box)
     except RuntimeError:
         pass  # the awaiting loop is closed: nobody is waiting any more
 
 
-def _set_done(waiter: asyncio.Future[None]) -> None:
+def _set_done(box: list[asyncio.Future[None]]) -> None:
+    """On the caller's loop: complete the future run_async waits on *now* (read here,
+    not when scheduled, so a grace wait's fresh future is the one woken)."""
+    waiter = box[0]
     if not waiter.done():
         waiter.set_result(None)
 
