@@ -536,10 +536,12 @@ def test_explain_returns_the_note_the_bridge_added(worker: loopbridge.WorkerLoop
 
 def test_leaving_with_by_ctrl_c_stops_at_once() -> None:
     t0 = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):  # noqa: PT012 - the block is the scenario
-        with loopbridge.WorkerLoop(name="interrupted", shutdown_timeout=5) as wl:
-            fut = wl.submit(asyncio.sleep(60))
-            raise KeyboardInterrupt
+    with (  # noqa: PT012 - the block is the scenario
+        pytest.raises(KeyboardInterrupt),
+        loopbridge.WorkerLoop(name="interrupted", shutdown_timeout=5) as wl,
+    ):
+        fut = wl.submit(asyncio.sleep(60))
+        raise KeyboardInterrupt
     assert time.monotonic() - t0 < 2  # no wait for the pending work
     with pytest.raises(loopbridge.WorkerClosedError):
         fut.result(timeout=0)
