@@ -230,7 +230,7 @@ def test_bad_input_is_explained(worker: loopbridge.WorkerLoop) -> None:
     def not_async(x: int) -> int:
         return x
 
-    with pytest.raises(TypeError, match=r"not_async\(\) returned int: 1, not an awaitable"):
+    with pytest.raises(TypeError, match=r"not_async\(\) returned int: 1, which is not an await"):
         loopbridge.syncify(not_async, worker=worker)(1)  # type: ignore[call-overload]
 
 

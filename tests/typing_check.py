@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import concurrent.futures
+import contextlib
 from typing import Any
 
 from typing_extensions import assert_type
@@ -48,6 +49,11 @@ async def numbers(n: int) -> collections.abc.AsyncIterator[int]:
         yield i
 
 
+@contextlib.asynccontextmanager
+async def opened(path: str) -> collections.abc.AsyncIterator[str]:
+    yield path
+
+
 class Client:
     async def get(self, key: str) -> bytes:
         return key.encode()
@@ -73,6 +79,14 @@ def check_faces() -> None:
     local = loopbridge.loop_local(Client)
     assert_type(local, loopbridge.LoopLocal[Client])
     assert_type(local(), Client)
+    # @asynccontextmanager functions give sync context managers (issue 12)
+    with loopbridge.syncify(opened)("db") as name:
+        assert_type(name, str)
     # ParamSpec keeps the parameters: these are errors (an unused ignore would fail mypy).
     load_table(1)  # type: ignore[arg-type]
     load_table("u", limit="3")  # type: ignore[arg-type]
+
+
+async def check_run_async() -> None:
+    assert_type(await loopbridge.run_async(fetch(1)), list[str])
+    assert_type(await loopbridge.WorkerLoop().run_async(fetch(1), timeout=1), list[str])

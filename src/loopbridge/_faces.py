@@ -10,24 +10,28 @@ methods return.
 
 from __future__ import annotations
 
-import asyncio
 import collections.abc
+import contextlib
 import functools
 import gc
 import inspect
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+import types
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from . import _bridge
 from ._awaitables import _is_coroutine_function, describe
+from ._host import END, Host
 from ._worker import (
     _CLOSED,
     _CLOSING,
     WorkerLoop,
     _get_running_loop,
+    _strip_wrappers,
     _warn_if_blocking_a_loop,
 )
 
@@ -114,7 +118,25 @@ async def _anext(ait: Any) -> Any:
     try:
         return await ait.__anext__()
     except StopAsyncIteration:
-        return _END
+        return END
+
+
+async def _asend(agen: Any, value: Any) -> Any:
+    try:
+        return await agen.asend(value)
+    except StopAsyncIteration:
+        return END
+
+
+async def _athrow(agen: Any, exc: BaseException) -> Any:
+    try:
+        return await agen.athrow(exc)
+    except StopAsyncIteration:
+        return END
+
+
+async def _aclose(ait: Any) -> None:
+    await ait.aclose()
 
 
 # -- what an object looks like ----------------------------------------------------------
@@ -238,11 +260,12 @@ class SyncFace(Generic[T]):
             rows = conn.fetch("select 1")
     """
 
-    __slots__ = ("__dict__", "_lb_aio", "_lb_timeout", "_lb_worker")
+    __slots__ = ("__dict__", "__weakref__", "_lb_aio", "_lb_hosts", "_lb_timeout", "_lb_worker")
 
     _lb_aio: T
     _lb_worker: WorkerLoop | None
     _lb_timeout: float | None
+    _lb_hosts: dict[int, list[Host]]  # per thread: the hosts of `with` blocks now open
 
     def __init__(
         self, aio: T, *, worker: WorkerLoop | None = None, timeout: float | None = None
@@ -250,6 +273,17 @@ class SyncFace(Generic[T]):
         object.__setattr__(self, "_lb_aio", aio)
         object.__setattr__(self, "_lb_worker", worker)
         object.__setattr__(self, "_lb_timeout", timeout)
+        object.__setattr__(self, "_lb_hosts", {})
+
+    def __eq__(self, other: object) -> bool:
+        """Faces of the same async object are equal (and hash alike)."""
+        if not isinstance(other, SyncFace):
+            return NotImplemented
+        mine, theirs = self._lb_aio, other._lb_aio
+        return mine is theirs or bool(mine == theirs)
+
+    def __hash__(self) -> int:
+        return hash(self._lb_aio)
 
     @property
     def aio(self) -> T:
@@ -274,10 +308,15 @@ class SyncFace(Generic[T]):
             object.__setattr__(self, name, method)
             return method
         worker, timeout = self._lb_worker, self._lb_timeout
-        if kind == _PROPERTY and inspect.isawaitable(value):
+        if (kind == _PROPERTY and inspect.isawaitable(value)) or (
+            kind == _OTHER and inspect.iscoroutine(value)  # an async __getattr__
+        ):
             w = _worker_of(worker)
             _warn_if_blocking_a_loop(w, f"reading {name!r}", f"`await face.aio.{name}`")
-            value = _block(w, value, timeout, name)
+            try:
+                value = _block(w, value, timeout, name)
+            except BaseException as err:  # noqa: BLE001 - re-raised with one loopbridge frame
+                raise _strip_wrappers(err)  # noqa: B904 - the same exception, fewer frames
         elif kind == _OTHER and callable(value):
             # Found only at run time: set on the instance, or forwarded by a proxy's
             # own __getattr__ (asyncpg's pooled connections). Not cached.
@@ -305,6 +344,7 @@ def _sync_method(
 ) -> Callable[..., Any]:
     """The sync version of *method*; *plain*: not ``async def``, so its call runs on the loop."""
     worker, timeout = face._lb_worker, face._lb_timeout
+    aio, face_ref = face._lb_aio, weakref.ref(face)  # weak: the face caches this function
     asyncgen = inspect.isasyncgenfunction(method)
     instead = f"`face.aio.{name}(...)`" if plain else f"`await face.aio.{name}(...)`"
 
@@ -324,7 +364,13 @@ def _sync_method(
             exc, result.exc = result.exc, None
             raise exc
         value = result.value
-        return value if type(value) in _PLAIN else _wrap(value, worker, timeout)
+        if type(value) in _PLAIN:
+            return value
+        if value is aio:  # `return self`: the very same face
+            same = face_ref()
+            if same is not None:
+                return same
+        return _wrap(value, worker, timeout)
 
     return call
 
@@ -354,49 +400,76 @@ def _iterate(
 
 def _iterator(
     ait: Any, worker: WorkerLoop | None, timeout: float | None, name: str
-) -> Iterator[Any]:
+) -> Generator[Any, Any, None]:
+    """A sync generator over an async iterator, every step run by one host task.
+
+    ``next``/``send``/``throw``/``close`` map to ``__anext__``/``asend``/``athrow``/
+    ``aclose`` (``yield from`` delegation then works as for any generator).
+    Leaving early (``break``, an exception, ``close()``, garbage collection)
+    closes the async iterator with ``aclose()``, in its host task.
+    """
+    __tracebackhide__ = True
     _watch_gc()
-    finished = False
+    w = _worker_of(worker)
+    agen = hasattr(ait, "asend") and hasattr(ait, "athrow")
+    aclose = getattr(ait, "aclose", None)
+    host = Host(w, timeout, name, _closer(ait) if aclose is not None else None, ending=True)
     try:
-        while True:
-            item = _block(_worker_of(worker), _anext(ait), timeout, f"{name} (next item)")
-            if item is _END:
-                finished = True
-                return
-            yield _wrap(item, worker, timeout)
+        item = host.step(_anext, ait, api=f"{name} (next item)")
+        while item is not END:
+            try:
+                sent = yield _wrap(item, worker, timeout)
+            except GeneratorExit:
+                raise  # close(): the finally below closes the async iterator
+            except BaseException as exc:
+                if not agen:
+                    raise  # only an async generator can take a throw()
+                item = host.step(_athrow, ait, exc, api=f"{name} (throw)")
+                continue
+            if sent is None:
+                item = host.step(_anext, ait, api=f"{name} (next item)")
+            elif agen:
+                item = host.step(_asend, ait, sent, api=f"{name} (send)")
+            else:
+                raise TypeError(
+                    f"cannot send {sent!r} to {describe(ait)}: it is not an async generator "
+                    "(it has no asend()), so only next() (send(None)) can step it."
+                )
+    except BaseException as err:  # noqa: BLE001 - re-raised with one loopbridge frame
+        raise _strip_wrappers(err)  # noqa: B904 - the same exception, fewer frames
     finally:
-        aclose = getattr(ait, "aclose", None)
-        # Collected by the cyclic GC, a native async generator is finalised by its
-        # loop's own asyncgen hook (asyncio schedules its aclose()): a second
-        # aclose() from here would race it ("already running").
-        if not finished and aclose is not None and not (_in_gc() and inspect.isasyncgen(ait)):
-            _close_async_iterator(aclose, _worker_of(worker), name)
+        if host.started and not host.finished and aclose is not None:
+            if (
+                _in_gc()
+                or threading.get_ident() == w._thread_id
+                or w._state
+                in (
+                    _CLOSING,
+                    _CLOSED,
+                )
+            ):
+                # Cannot block here (a GC pass, the worker's own thread): queue it.
+                host.close_soon(functools.partial(_aclose, ait))
+            else:
+                try:
+                    host.step(
+                        _aclose, ait, final=True, api=f"{name} (aclose)", limit=w.cancel_timeout
+                    )
+                except Exception:
+                    log.exception("error closing the async iterator of %s", name)
+        elif host.started and not host.finished:
+            host.close_soon(_nothing)  # a plain async iterator: just end its host
 
 
-def _close_async_iterator(
-    aclose: Callable[[], Awaitable[Any]], worker: WorkerLoop, name: str
-) -> None:
-    if worker._state in (_CLOSING, _CLOSED):
-        return  # its loop is gone or going: shutdown_asyncgens finalises it there
-    if threading.get_ident() == worker._thread_id:
-        # Collected on the worker thread itself: cannot block here, so schedule it.
-        task = asyncio.ensure_future(aclose())
-        _closing.add(task)
-        task.add_done_callback(_closed)
-        return
-    try:
-        _block(worker, aclose(), worker.cancel_timeout, f"{name} (aclose)")
-    except Exception:
-        log.exception("error closing the async iterator of %s", name)
+def _closer(ait: Any) -> Callable[[BaseException], Awaitable[Any]]:
+    async def close(_cancelled: BaseException) -> None:
+        await ait.aclose()
+
+    return close
 
 
-_closing: set[asyncio.Future[Any]] = set()
-
-
-def _closed(task: asyncio.Future[Any]) -> None:
-    _closing.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        log.error("error closing an async iterator", exc_info=task.exception())
+async def _nothing() -> None:
+    return None
 
 
 # The cyclic GC runs finalisers in the thread that triggered it; a gc callback
@@ -449,16 +522,35 @@ def _callable_type(tp: type) -> bool:
 
 
 def _aenter(self: SyncFace[Any]) -> Any:
+    """Enter the async context manager in a host task of its own, which stays until exit."""
     __tracebackhide__ = True
     aio: Any = self._lb_aio
     w = _worker_of(self._lb_worker)
     _warn_if_blocking_a_loop(w, "entering `with`", "`async with face.aio`")
-    return _block(w, aio.__aenter__(), self._lb_timeout, f"{type(aio).__name__}.__aenter__")
+    kind = type(aio).__name__
+    host = Host(w, self._lb_timeout, f"`with` {kind}", _exiter(aio), ending=False)
+    value = host.step(_call_method, aio.__aenter__, (), api=f"{kind}.__aenter__")
+    self._lb_hosts.setdefault(threading.get_ident(), []).append(host)
+    return value
+
+
+def _exiter(aio: Any) -> Callable[[BaseException], Awaitable[Any]]:
+    async def exit_cancelled(cancelled: BaseException) -> None:
+        await aio.__aexit__(type(cancelled), cancelled, cancelled.__traceback__)
+
+    return exit_cancelled
+
+
+async def _call_method(method: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> Any:
+    return await method(*args)
 
 
 def _enter(self: SyncFace[Any]) -> Any:
     __tracebackhide__ = True
-    value = _aenter(self)
+    try:
+        value = _aenter(self)
+    except BaseException as err:  # noqa: BLE001 - re-raised with one loopbridge frame
+        raise _strip_wrappers(err)  # noqa: B904 - the same exception, fewer frames
     # `async with x as y` usually gives x itself: keep the same face then.
     if value is self._lb_aio:
         return self
@@ -471,12 +563,24 @@ def _exit(
     ev: BaseException | None,
     tb: TracebackType | None,
 ) -> bool:
+    """Exit in the task that entered; the host ends with it."""
     __tracebackhide__ = True
     aio: Any = self._lb_aio
-    w = _worker_of(self._lb_worker)
-    return bool(
-        _block(w, aio.__aexit__(et, ev, tb), self._lb_timeout, f"{type(aio).__name__}.__aexit__")
-    )
+    kind = type(aio).__name__
+    open_here = self._lb_hosts.get(threading.get_ident())
+    try:
+        if open_here:
+            host = open_here.pop()
+            return bool(
+                host.step(
+                    _call_method, aio.__aexit__, (et, ev, tb), final=True, api=f"{kind}.__aexit__"
+                )
+            )
+        # __exit__ without a matching __enter__ in this thread: a plain call.
+        w = _worker_of(self._lb_worker)
+        return bool(_block(w, aio.__aexit__(et, ev, tb), self._lb_timeout, f"{kind}.__aexit__"))
+    except BaseException as err:  # noqa: BLE001 - re-raised with one loopbridge frame
+        raise _strip_wrappers(err)  # noqa: B904 - the same exception, fewer frames
 
 
 def _iter(self: SyncFace[Any]) -> Iterator[Any]:
@@ -488,10 +592,14 @@ def _call(self: SyncFace[Any], *args: Any, **kwargs: Any) -> Any:
     aio = self._lb_aio
     w = _worker_of(self._lb_worker)
     args = _unwrap_args(args, kwargs)
-    if _is_coroutine_function(aio):
-        value = _block(w, aio(*args, **kwargs), self._lb_timeout, type(aio).__name__)
-    else:
-        value = _block(w, _call_on_loop(aio, args, kwargs), self._lb_timeout, type(aio).__name__)
+    try:
+        if _is_coroutine_function(aio):
+            value = _block(w, aio(*args, **kwargs), self._lb_timeout, type(aio).__name__)
+        else:
+            aw = _call_on_loop(aio, args, kwargs)
+            value = _block(w, aw, self._lb_timeout, type(aio).__name__)
+    except BaseException as err:  # noqa: BLE001 - re-raised with one loopbridge frame
+        raise _strip_wrappers(err)  # noqa: B904 - the same exception, fewer frames
     return _wrap(value, self._lb_worker, self._lb_timeout)
 
 
@@ -545,8 +653,12 @@ class _Pending(SyncFace[Any]):
             raise TypeError(
                 f"{describe(aio)} is not an async context manager; use it without `with`."
             )
+        try:
+            value = _aenter(self)
+        except BaseException as err:  # noqa: BLE001 - re-raised with one loopbridge frame
+            raise _strip_wrappers(err)  # noqa: B904 - the same exception, fewer frames
         # a plain face even if it gives itself (see _lb_await)
-        return _wrap_resource(_aenter(self), self._lb_worker, self._lb_timeout)
+        return _wrap_resource(value, self._lb_worker, self._lb_timeout)
 
     __exit__ = _exit
 
@@ -664,6 +776,14 @@ def syncify(
 ) -> Callable[P, Iterator[R]]: ...
 @overload
 def syncify(
+    fn: Callable[P, contextlib.AbstractAsyncContextManager[R]],
+    /,
+    *,
+    worker: WorkerLoop | None = ...,
+    timeout: float | None = ...,
+) -> Callable[P, contextlib.AbstractContextManager[R]]: ...
+@overload
+def syncify(
     fn: Callable[P, Awaitable[R]],
     /,
     *,
@@ -746,7 +866,11 @@ def _syncify_function(
             w = _worker_of(worker)
             if _get_running_loop() is not None:
                 _warn_if_blocking_a_loop(w, f"{name}()", instead)
-            return _block(w, fn(*args, **kwargs), timeout, name)
+            call = w._call_blocking(fn(*args, **kwargs), timeout, name)
+            if call.exc is not None:
+                exc, call.exc = call.exc, None
+                raise exc
+            return call.value
 
         wrapper = functools.update_wrapper(coro_wrapper, fn)
     else:
@@ -756,36 +880,146 @@ def _syncify_function(
             w = _worker_of(worker)
             if _get_running_loop() is not None:
                 _warn_if_blocking_a_loop(w, f"{name}()", instead)
-            return _block(w, _call_returning_awaitable(fn, name, args, kwargs), timeout, name)
+            call = w._call_blocking(_call_factory(fn, args, kwargs), timeout, name)
+            if call.exc is not None:
+                exc, call.exc = call.exc, None
+                raise exc
+            awaited, value = call.value
+            if awaited:
+                return value
+            # Not awaitable: an async context manager or iterator factory
+            # (@asynccontextmanager), or a mistake.
+            if hasattr(value, "__aenter__") and hasattr(value, "__aexit__"):
+                return _face_class(type(value))(value, worker=worker, timeout=timeout)
+            if hasattr(value, "__aiter__"):
+                return _iterate(value, worker, timeout, name)
+            raise TypeError(
+                f"syncify({name}): {name}() returned {describe(value)}, which is not an "
+                "awaitable, an async context manager or an async iterator, so there is "
+                f"nothing to run on the worker loop: call it directly, `{name}(...)`."
+            )
 
         wrapper = functools.update_wrapper(call_wrapper, fn)
+    if inspect.ismethod(fn):  # a bound method stays one: its __self__ and __func__ are kept
+        wrapper.__self__ = fn.__self__  # type: ignore[attr-defined]
+        wrapper.__func__ = fn.__func__  # type: ignore[attr-defined]
     wrapper.aio = fn  # type: ignore[attr-defined]
     wrapper.__loopbridge_sync__ = True  # type: ignore[attr-defined]
     return wrapper
 
 
-async def _call_returning_awaitable(
-    fn: Callable[..., Any], name: str, args: tuple[Any, ...], kw: dict[str, Any]
-) -> Any:
+async def _call_factory(
+    fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]
+) -> tuple[bool, Any]:
+    """Call *fn* on the loop (what it makes binds there); await what it returns if that
+    is awaitable. Returns (awaited, value)."""
     result = fn(*args, **kw)
-    if not inspect.isawaitable(result):
-        raise TypeError(
-            f"syncify({name}): {name}() returned {describe(result)}, not an awaitable. "
-            "syncify() is for async functions (or functions returning an awaitable); "
-            "a sync function can be called directly."
-        )
-    return await result
+    if inspect.isawaitable(result):  # a pool or a request handle: awaited, as before
+        return True, await result
+    return False, result
+
+
+class _SyncClass(type):
+    """The metaclass of ``syncify(Cls)``: the sync class answers for the async one.
+
+    ``isinstance`` and ``issubclass`` follow the async classes (any face of a
+    ``Cls`` instance is an instance of ``syncify(Cls)``; ``syncify(Sub)`` is a
+    subclass of ``syncify(Base)``), and class-level names the face class does not
+    define are read from ``Cls``: class attributes, classmethods and staticmethods
+    (async ones syncified, their results faced), and instance methods read on the
+    class (``SClient.fetch(client, ...)``), with their docs and signatures.
+    """
+
+    __wrapped__: type
+    __loopbridge_options__: tuple[WorkerLoop | None, float | None]
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        if type.__instancecheck__(cls, obj):
+            return True
+        if isinstance(obj, SyncFace):
+            return isinstance(obj._lb_aio, cls.__wrapped__)
+        return False
+
+    def __subclasscheck__(cls, sub: type) -> bool:
+        if type.__subclasscheck__(cls, sub):
+            return True
+        wrapped = getattr(sub, "__wrapped__", None) if isinstance(sub, _SyncClass) else None
+        return isinstance(wrapped, type) and issubclass(wrapped, cls.__wrapped__)
+
+    def __getattr__(cls, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        wrapped = type.__getattribute__(cls, "__wrapped__")
+        try:
+            attr = inspect.getattr_static(wrapped, name)
+        except AttributeError:
+            raise AttributeError(
+                f"type object {cls.__name__!r} (a sync face of {wrapped.__qualname__}) has "
+                f"no attribute {name!r}"
+            ) from None
+        worker, timeout = type.__getattribute__(cls, "__loopbridge_options__")
+        if isinstance(attr, (classmethod, staticmethod)):
+            fn = getattr(wrapped, name)
+            if _is_coroutine_function(attr.__func__) or inspect.isasyncgenfunction(attr.__func__):
+                return _class_level(fn, worker, timeout)
+            return fn
+        if inspect.isfunction(attr):
+            return _unbound(name, attr)
+        return getattr(wrapped, name)
+
+    def __dir__(cls) -> list[str]:
+        return sorted(set(type.__dir__(cls)) | set(dir(cls.__wrapped__)))
+
+
+def _class_level(
+    fn: Callable[..., Any], worker: WorkerLoop | None, timeout: float | None
+) -> Callable[..., Any]:
+    """An async classmethod/staticmethod read on a sync class: syncified, result faced."""
+    sync = _syncify_function(fn, worker, timeout)
+
+    @functools.wraps(fn)
+    def class_call(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        value = sync(*args, **kwargs)
+        return value if type(value) in _PLAIN else _wrap(value, worker, timeout)
+
+    class_call.aio = fn  # type: ignore[attr-defined]
+    return class_call
+
+
+def _unbound(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """An instance method read on the sync class: ``SClient.fetch(face, ...)``."""
+
+    @functools.wraps(fn)
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        if not isinstance(self, SyncFace):
+            raise TypeError(
+                f"{fn.__qualname__}() read on the sync class needs a face as its first "
+                f"argument (an instance of the sync class), got {describe(self)}."
+            )
+        return getattr(self, name)(*args, **kwargs)
+
+    return method
 
 
 def _syncify_class(
     cls: type[T], worker: WorkerLoop | None, timeout: float | None
 ) -> type[SyncFace[T]]:
+    key = (cls, worker, timeout)
+    made = _sync_classes.get(key)
+    if made is not None:
+        return made
     base = _face_class(cls)
 
     def __init__(self: SyncFace[T], *args: Any, **kwargs: Any) -> None:
+        __tracebackhide__ = True
         w = _worker_of(worker)
         args = _unwrap_args(args, kwargs)
-        aio = _block(w, _construct(cls, args, kwargs), timeout, cls.__qualname__)
+        try:
+            aio = _block(w, _construct(cls, args, kwargs), timeout, cls.__qualname__)
+        except BaseException as err:  # noqa: BLE001 - re-raised with one loopbridge frame
+            raise _strip_wrappers(err)  # noqa: B904 - the same exception, fewer frames
         SyncFace.__init__(self, aio, worker=worker, timeout=timeout)
 
     try:
@@ -793,6 +1027,11 @@ def _syncify_class(
     except (TypeError, ValueError):
         signature = None
     __init__.__signature__ = signature  # type: ignore[attr-defined]
+
+    def __class_getitem__(sync_cls: type, params: Any) -> types.GenericAlias:
+        # `syncify(Box)[int]`: an alias that constructs the sync class, as Box[int] does Box.
+        return types.GenericAlias(sync_cls, params)
+
     ns = {
         "__slots__": (),
         "__init__": __init__,
@@ -802,8 +1041,16 @@ def _syncify_class(
         "__wrapped__": cls,
         "__signature__": signature,
         "__loopbridge_sync__": True,
+        "__loopbridge_options__": (worker, timeout),
+        "__class_getitem__": classmethod(__class_getitem__),
     }
-    return cast("type[SyncFace[T]]", type(cls.__name__, (base,), ns))
+    made = cast("type[SyncFace[T]]", _SyncClass(cls.__name__, (base,), ns))
+    _sync_classes[key] = made
+    return made
+
+
+# (class, worker, timeout) -> its sync class: syncify(Cls) is syncify(Cls).
+_sync_classes: dict[tuple[type, WorkerLoop | None, float | None], type[SyncFace[Any]]] = {}
 
 
 async def _construct(cls: type[T], args: tuple[Any, ...], kw: dict[str, Any]) -> T:
