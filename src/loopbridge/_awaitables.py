@@ -98,7 +98,11 @@ def as_coroutine(
 
 
 def _is_coroutine_function(obj: object) -> bool:
-    if inspect.iscoroutinefunction(obj):
+    if not callable(obj):
+        return False
+    # Python 3.12+ also looks for a marker attribute on the object itself: never on an
+    # instance with its own __getattr__, which could do work (async work, even).
+    if not hasattr(type(obj), "__getattr__") and inspect.iscoroutinefunction(obj):
         return True
     # an instance whose class defines `async def __call__`
-    return callable(obj) and inspect.iscoroutinefunction(type(obj).__call__)
+    return inspect.iscoroutinefunction(type(obj).__call__)

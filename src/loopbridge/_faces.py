@@ -737,7 +737,7 @@ def sync_face(obj: Any, *, worker: WorkerLoop | None = None, timeout: float | No
             f"sync_face() got the class {obj.__qualname__}; it needs an instance. "
             f"Use syncify({obj.__qualname__}) for a class whose instances are sync faces."
         )
-    if _is_coroutine_function(obj) or inspect.isasyncgenfunction(obj):
+    if _is_coroutine_function(obj) or (callable(obj) and inspect.isasyncgenfunction(obj)):
         raise TypeError(
             f"sync_face() got the async function {describe(obj)}; it needs an object. "
             "Use syncify() to make a sync function from an async one."
