@@ -82,9 +82,12 @@ def test_error_inside_the_loop_body_reaches_the_generator_finally(
         finally:
             log.append("finally")
 
-    with pytest.raises(ZeroDivisionError):
+    def consume() -> None:
         for _ in rows():
             1 / 0  # noqa: B018 - the error in the loop body is the point
+
+    with pytest.raises(ZeroDivisionError):
+        consume()
     assert log == ["finally"]
 
 
@@ -119,9 +122,11 @@ def test_error_in_aenter_skips_aexit(worker: loopbridge.WorkerLoop) -> None:
         async def __aexit__(self, *exc: object) -> None:
             Broken.exited = True
 
-    with pytest.raises(ConnectionError, match="refused"):
-        with loopbridge.sync_face(Broken(), worker=worker):
-            pass  # never reached
+    with (
+        pytest.raises(ConnectionError, match="refused"),
+        loopbridge.sync_face(Broken(), worker=worker),
+    ):
+        pass  # never reached
     assert Broken.exited is False
 
 
@@ -293,10 +298,9 @@ def test_worker_closed_while_a_with_block_is_open_releases_the_resource() -> Non
             released.append(f"released in {asyncio.current_task().get_name()}")  # type: ignore[union-attr]
 
     cm = loopbridge.syncify(held, worker=wl)()
-    with pytest.raises(loopbridge.WorkerClosedError):  # noqa: PT012 - the block is the scenario
-        with cm as value:
-            assert value == "open"
-            wl.close()  # e.g. another thread shuts the worker down
+    with pytest.raises(loopbridge.WorkerClosedError), cm as value:  # noqa: PT012
+        assert value == "open"
+        wl.close()  # e.g. another thread shuts the worker down
     assert released == ["released in loopbridge face: `with` _AsyncGeneratorContextManager"]
 
 
