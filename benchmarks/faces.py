@@ -159,6 +159,94 @@ def bench_calls(rounds: int, per_round: int) -> None:
         print(f"| {name} | {med * 1e6:.1f} us | {med / base:.3f}x |")
 
 
+# -- part 3: a faced `with` block and a faced iterator -------------------------------------
+
+
+class Trivial:
+    async def __aenter__(self) -> Trivial:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+async def items(n: int) -> Any:
+    for i in range(n):
+        yield i
+
+
+def bench_blocks(rounds: int, per_round: int) -> None:
+    """Entering and leaving a faced `with` (one host task for both steps) against two
+    bare round trips and anyio's portal; iterating a faced async generator."""
+    import contextlib
+
+    run_sync = loopbridge.run_sync
+    cm = Trivial()
+    face = loopbridge.sync_face(cm)
+    sync_items = loopbridge.syncify(items)
+    stack = contextlib.ExitStack()
+    methods: dict[str, Callable[[], Any]] = {
+        "2 x run_sync (__aenter__, __aexit__)": lambda: (
+            run_sync(cm.__aenter__()),
+            run_sync(cm.__aexit__(None, None, None)),
+        ),
+        "with sync_face(cm): pass": lambda: face.__exit__(None, None, face.__enter__()),
+    }
+    try:
+        from anyio.from_thread import start_blocking_portal
+
+        portal = stack.enter_context(start_blocking_portal())
+
+        def anyio_with() -> None:
+            with portal.wrap_async_context_manager(Trivial()):
+                pass
+
+        methods["anyio portal.wrap_async_context_manager"] = anyio_with
+    except ImportError:
+        pass
+    with stack:
+        for call in methods.values():
+            for _ in range(100):
+                call()
+        samples: dict[str, list[float]] = {name: [] for name in methods}
+        for _ in range(rounds):
+            for name, call in methods.items():
+                t = time.perf_counter()
+                for _ in range(per_round):
+                    call()
+                samples[name].append((time.perf_counter() - t) / per_round)
+    base = statistics.median(samples["2 x run_sync (__aenter__, __aexit__)"])
+    print(f"\nEnter + exit of a trivial async context manager; {rounds} rounds x {per_round}\n")
+    print("| method | median per block | x two run_sync |")
+    print("|---|---|---|")
+    for name, xs in samples.items():
+        med = statistics.median(xs)
+        print(f"| {name} | {med * 1e6:.1f} us | {med / base:.2f}x |")
+
+    n = 100
+    per_item: dict[str, list[float]] = {"for x in syncify(items)(100)": [], "run_sync per item": []}
+
+    async def take(agen: Any) -> Any:
+        return await agen.__anext__()
+
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in sync_items(n):
+            pass
+        per_item["for x in syncify(items)(100)"].append((time.perf_counter() - t) / n)
+        agen = items(n)
+        t = time.perf_counter()
+        for _ in range(n):
+            run_sync(take(agen))
+        per_item["run_sync per item"].append((time.perf_counter() - t) / n)
+        run_sync(agen.aclose())
+    print(f"\nIterating an async generator of {n} items; {rounds} rounds\n")
+    print("| method | median per item |")
+    print("|---|---|")
+    for name, xs in per_item.items():
+        print(f"| {name} | {statistics.median(xs) * 1e6:.1f} us |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -174,6 +262,7 @@ def main() -> None:
     print(f"{platform.machine()}, {platform.system()}, {', '.join(versions)}", file=sys.stdout)
     bench_many(rounds=2 if args.quick else 9)
     bench_calls(rounds=3 if args.quick else 15, per_round=500 if args.quick else 4000)
+    bench_blocks(rounds=3 if args.quick else 15, per_round=300 if args.quick else 2000)
 
 
 if __name__ == "__main__":

@@ -248,6 +248,7 @@ class _Call:
         "loop",
         "notify",
         "started",
+        "starter",
         "task",
         "value",
         "wrapped",
@@ -269,6 +270,7 @@ class _Call:
         self.lock = lock
         self.future = future
         self.notify: Callable[[], None] | None = None  # run_async: wakes the awaiting loop
+        self.starter: Callable[[_Call], Any] | None = None  # hands the call to running code
         self.task: asyncio.Task[Any] | None = None
         self.value: Any = None
         self.exc: BaseException | None = None
@@ -800,15 +802,22 @@ class WorkerLoop:
         timeout: float | None,
         api: str,
         on_tick: Callable[[], None] | None = None,
+        starter: Callable[[_Call], Any] | None = None,
     ) -> _Call:
-        """Run *awaitable* and wait for it; *on_tick* runs in the caller about 10x/s."""
+        """Run *awaitable* and wait for it; *on_tick* runs in the caller about 10x/s.
+
+        With *starter*, the call runs no task of its own: on the loop, ``starter(call)``
+        hands it to running code (a face's host task), which finishes it later with
+        :meth:`_finish_handed`; it returns a handle with ``done()`` and ``cancel()``.
+        *awaitable* is then only the call's name in messages.
+        """
         __tracebackhide__ = True
         coro: Any = awaitable
         try:
             if timeout is not None:
                 timeout = _check_seconds(timeout, "timeout", allow_none=True)
             gen = self._loop_for_call(awaitable)
-            coro = as_coroutine(awaitable, gen.loop, api)
+            coro = as_coroutine(awaitable, gen.loop, api) if starter is None else awaitable
             me = threading.get_ident()
             if me == self._thread_id:
                 if _in_module_code():
@@ -835,6 +844,7 @@ class WorkerLoop:
             # The wait edge goes in before scheduling: the coroutine may call back at once.
             edge = me in _worker_threads and self._add_wait_edge(me, api)
             call = _Call(gen, coro, ctx, lock, None)
+            call.starter = starter
         except BaseException:
             _close_unstarted(coro)  # refused or interrupted before it was handed over
             raise
@@ -1020,6 +1030,16 @@ class WorkerLoop:
             call.exc = asyncio.CancelledError()
             self._finish(call)
             return
+        if call.starter is not None:
+            # Handed to code already running on the loop; no context write-back here
+            # (wrapped, with no ctx_out): that code shares its context itself.
+            call.started = call.wrapped = True
+            try:
+                call.task = call.starter(call)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, never lost
+                call.exc = exc
+                self._finish(call)
+            return
         try:
             task = self._create_task(loop, coro, call)
         except (KeyboardInterrupt, SystemExit) as exc:
@@ -1111,6 +1131,24 @@ class WorkerLoop:
                 call.value = task.result()
         if call.wrapped and call.coro is not None:
             call.coro.close()  # the task may have been cancelled before its wrapper began
+        self._finish(call)
+
+    def _finish_handed(
+        self, call: _Call, value: Any, exc: BaseException | None, cancelled_by_caller: bool
+    ) -> None:
+        """On the loop: finish a call handed over by a starter (see _call_blocking).
+
+        A cancellation its caller did not ask for, while the loop closes, becomes
+        WorkerClosedError, as for a call's own task (_task_done).
+        """
+        if isinstance(exc, asyncio.CancelledError) and not cancelled_by_caller:
+            reason = self._closing_loops.get(id(call.loop))
+            if reason is not None:
+                closed = WorkerClosedError(f"{reason} while this call was waiting on it.")
+                closed.__cause__ = exc
+                exc = closed
+        call.cancel_delivered = call.cancel_delivered or cancelled_by_caller
+        call.value, call.exc = value, exc
         self._finish(call)
 
     def _finish(self, call: _Call) -> None:
