@@ -67,7 +67,10 @@ async def agent() -> None:
         except Exception as exc:
             print(f"tool failed: {type(exc).__name__}: {exc}")
             print(loopbridge.explain(exc))
-    print("agent again:", (await store.get("again"))["path"])
+    if MODE == "fixed":
+        # The agent's own session still works. (In the broken shapes the tools may
+        # have left a connection of it half-used: a later request can hang there.)
+        print("agent again:", (await store.get("again"))["path"])
     await store.close()
 
 
