@@ -423,7 +423,28 @@ def test_tracebacks_through_every_face_show_one_loopbridge_frame(
         async def __aexit__(self, *a: object) -> None:
             return None
 
+    class Handle:
+        """Awaitable and an async context manager (like asyncpg's pool.acquire())."""
+
+        def __await__(self) -> Any:
+            return fail().__await__()
+
+        async def __aenter__(self) -> None:
+            return None
+
+        async def __aexit__(self, *a: object) -> None:
+            return None
+
+    class Pool:
+        async def ping(self) -> None:
+            return None
+
+        def acquire(self) -> Handle:
+            return Handle()
+
     cases = [
+        lambda: loopbridge.sync_face(fail(), worker=worker),
+        lambda: loopbridge.sync_face(Pool(), worker=worker).acquire().anything,
         lambda: loopbridge.syncify(fail, worker=worker)(),
         lambda: list(loopbridge.syncify(failing_gen, worker=worker)()),
         lambda: loopbridge.sync_face(Client(), worker=worker).call(),

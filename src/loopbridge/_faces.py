@@ -642,9 +642,14 @@ class _Pending(SyncFace[Any]):
         return _unwrap(self._lb_await())
 
     def __getattr__(self, name: str) -> Any:
+        __tracebackhide__ = True
         if name.startswith("_lb_"):
             raise AttributeError(name)
-        return getattr(self._lb_await(), name)
+        try:
+            resolved = self._lb_await()
+        except BaseException as err:  # noqa: BLE001 - re-raised with one loopbridge frame
+            raise _strip_wrappers(err)  # noqa: B904 - the same exception, fewer frames
+        return getattr(resolved, name)
 
     def __enter__(self) -> Any:
         __tracebackhide__ = True
@@ -750,7 +755,10 @@ def sync_face(obj: Any, *, worker: WorkerLoop | None = None, timeout: float | No
         )
     if inspect.isawaitable(obj):
         w = _worker_of(worker)
-        obj = _block(w, obj, timeout, "sync_face")
+        try:
+            obj = _block(w, obj, timeout, "sync_face")
+        except BaseException as err:  # noqa: BLE001 - re-raised with one loopbridge frame
+            raise _strip_wrappers(err)  # noqa: B904 - the same exception, fewer frames
     return _face_class(type(obj))(obj, worker=worker, timeout=timeout)
 
 
