@@ -87,10 +87,13 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name == "health":  # the loop-health package, loaded on first use
+        return importlib.import_module(".health", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'loopbridge' has no attribute {name!r}")
-    import importlib
 
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value

@@ -253,6 +253,37 @@ class LoopBridge(Configurable):
         number = getattr(self.shell.compile, "_filename_map", {}).get(filename)
         return f"In[{number}]" if isinstance(number, int) and number > 0 else None
 
+    # -- loop health: a sync cell holding the kernel's loop is not a stall ----------
+
+    def _watch_cells(self, on: bool) -> None:
+        from .health import _the_monitor as monitor
+
+        events = self.shell.events
+        if on:
+            monitor.kernel_loop = self._kernel_loop
+            if self._health_cell_start not in events.callbacks["pre_run_cell"]:
+                events.register("pre_run_cell", self._health_cell_start)
+                events.register("post_run_cell", self._health_cell_end)
+        else:
+            for name, cb in (
+                ("pre_run_cell", self._health_cell_start),
+                ("post_run_cell", self._health_cell_end),
+            ):
+                if cb in events.callbacks[name]:
+                    events.unregister(name, cb)
+            monitor.cell_running = False
+            monitor.kernel_loop = None
+
+    def _health_cell_start(self, info: Any = None) -> None:
+        from .health import _the_monitor as monitor
+
+        monitor.cell_running = True
+
+    def _health_cell_end(self, result: Any = None) -> None:
+        from .health import _the_monitor as monitor
+
+        monitor.cell_running = False
+
     # -- explaining errors raised in cells -------------------------------------------
 
     @observe("explain_errors")
@@ -321,6 +352,11 @@ class LoopBridge(Configurable):
 
     def unload(self) -> None:
         shell = self.shell
+        if "loopbridge.health" in sys.modules:  # started from here or not: stop it with us
+            from . import health
+
+            health.stop()
+            self._watch_cells(False)
         self._apply_explain(False)
         self._apply_one_loop(False)
         self._apply_reroute(False)
@@ -446,6 +482,25 @@ def _seconds_arg(text: str) -> float:
     return value
 
 
+def _duration_arg(text: str) -> float:
+    """``--every`` / ``--threshold``: ``50ms``, ``0.05``, ``0.05s`` or ``1s``, above zero."""
+    raw = text.strip().lower()
+    scale = 1.0
+    if raw.endswith("ms"):
+        raw, scale = raw[:-2], 1e-3
+    elif raw.endswith("s"):
+        raw = raw[:-1]
+    try:
+        value = float(raw) * scale
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration above zero such as 50ms, 0.05 or 1s, got {text!r}"
+        )
+    return value
+
+
 def _positive_int(text: str) -> int:
     """``--limit`` / ``--page``: a whole number >= 1."""
     try:
@@ -501,6 +556,20 @@ def _build_parser() -> argparse.ArgumentParser:
     op.add_argument("switch", choices=("on", "off", "status"), nargs="?", default="status")
     rp = sub.add_parser("reroute", help="asyncio.run in cells goes to the worker")
     rp.add_argument("switch", choices=("on", "off", "status"), nargs="?", default="status")
+    hp = sub.add_parser("health", help="scheduling lag per loop, and stalls with their stacks")
+    hp.add_argument("action", choices=("start", "stop", "status"), nargs="?", default="status")
+    hp.add_argument(
+        "--every", type=_duration_arg, default=0.05, help="heartbeat period (default 50ms)"
+    )
+    hp.add_argument(
+        "--threshold",
+        type=_duration_arg,
+        default=0.1,
+        help="a heartbeat this late is a stall (default 100ms)",
+    )
+    hp.add_argument(
+        "--loop", help="with start: watch only loops whose label contains this (default: all)"
+    )
     run = sub.add_parser("run", help="(cell magic) run this cell on the worker loop")
     run.add_argument(
         "--timeout", type=_seconds_arg, help="cancel the cell after this many seconds (inf: none)"
@@ -613,12 +682,37 @@ class AioMagics(Magics):
                     setattr(s, attr, args.switch == "on")
                 on = getattr(s, attr)
                 return SettingView(label, on, on_text if on else off_text)
+            if args.command == "health":
+                return self._health(args)
             if args.command == "run":
                 raise UsageError("%aio run is a cell magic: put %%aio run on a cell's first line")
         except (ValueError, LookupError) as exc:
             raise UsageError(str(exc)) from None
         print(_help_text())
         return None
+
+    def _health(self, args: argparse.Namespace) -> Any:
+        from . import health
+
+        if args.action == "start":
+            loops = None
+            if args.loop is not None:
+                loops = [
+                    lp
+                    for snap, lp in _inspect._find_loops()
+                    if args.loop in snap.label or args.loop == snap.role
+                ]
+                if not loops:
+                    raise UsageError(
+                        f"%aio health start --loop {args.loop}: no loop's label or role "
+                        "matches; %aio loops lists them"
+                    )
+            health.start(every=args.every, threshold=args.threshold, loops=loops)
+            self.settings._watch_cells(True)
+        elif args.action == "stop":
+            health.stop()
+            self.settings._watch_cells(False)
+        return health.report()
 
     def _run_cell(self, cell: str, timeout: float | None) -> Any:
         shell: Any = self.shell

@@ -1,0 +1,189 @@
+"""Loop health: scheduling lag per loop, and stalls caught while they happen.
+
+``start()`` puts a heartbeat on the loops to watch (every worker loop, the loop
+running in the calling thread, e.g. a notebook kernel's, and any loop given to
+:func:`watch`) and starts one watchdog thread. Each heartbeat measures how late
+its ticks run (the loop's scheduling lag, kept in a log-bucket histogram); the
+watchdog notices a loop whose tick is overdue by more than ``threshold`` and
+samples that loop thread's stack *during* the stall (at 1x, 4x and 16x the
+threshold) and its CPU clock, so each stall record says where it started, where
+it still was, and why: ``computing``, ``blocked`` (in a sync call), ``GIL-starved``
+or ``gc``. ``stop()`` removes every heartbeat, the thread and the gc hook.
+
+Usable without IPython; ``%aio health`` is the notebook face of it.
+
+Example::
+
+    import loopbridge.health as health
+
+    health.start(every=0.05, threshold=0.1)
+    ...                                   # run the program
+    print(health.report())                # lag per loop, and the stalls with stacks
+    health.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .. import _worker
+from ._histogram import LagHistogram
+from ._monitor import Monitor, StallRecord, is_finite_positive, label_for
+from ._view import HealthView
+
+__all__ = [
+    "HealthView",
+    "LagHistogram",
+    "StallRecord",
+    "is_running",
+    "report",
+    "stalls",
+    "start",
+    "stop",
+    "unwatch",
+    "watch",
+]
+
+_the_monitor = Monitor()
+
+
+def _check_seconds(value: object, name: str) -> float:
+    if not is_finite_positive(value):
+        raise ValueError(
+            f"{name} must be a positive number of seconds (e.g. 0.05 for 50 ms), got {value!r}."
+        )
+    return float(value)  # type: ignore[arg-type]
+
+
+def _check_loop(loop: object) -> asyncio.AbstractEventLoop:
+    if not isinstance(loop, asyncio.AbstractEventLoop):
+        raise TypeError(
+            f"watch() expects an asyncio event loop (e.g. asyncio.get_running_loop() or "
+            f"a WorkerLoop's .loop), got {loop!r}."
+        )
+    if loop.is_closed():
+        raise ValueError(f"watch() got a closed event loop ({loop!r}): it can never tick again.")
+    return loop
+
+
+def start(
+    *, every: float = 0.05, threshold: float = 0.1, loops: list[Any] | None = None
+) -> list[str]:
+    """Start watching; return the labels of the loops now watched.
+
+    Args:
+        every: seconds between heartbeats on each loop (default 50 ms).
+        threshold: a tick this much overdue is a stall (default 100 ms).
+        loops: the loops to watch; default: every loopbridge worker loop (also
+            those started later) and the loop running in the calling thread.
+
+    Example::
+
+        loopbridge.health.start(every=0.02, threshold=0.05)
+    """
+    every = _check_seconds(every, "every")
+    threshold = _check_seconds(threshold, "threshold")
+    chosen = [_check_loop(lp) for lp in loops] if loops is not None else None
+    _the_monitor.start(every, threshold)
+    if chosen is None:
+        chosen = [gen.loop for gen in _worker_gens()]
+        running = asyncio._get_running_loop()
+        if running is not None:
+            chosen.append(running)
+        if _on_new_loop not in _worker._new_loop_hooks:
+            _worker._new_loop_hooks.append(_on_new_loop)
+    for loop in chosen:
+        _the_monitor.watch(loop, label_for(loop))
+    return sorted(b.label or "worker" for b in _the_monitor.beats.values())
+
+
+def stop() -> None:
+    """Stop every heartbeat and the watchdog thread; remove the gc and new-loop hooks.
+
+    The records taken so far stay readable through :func:`report`/:func:`stalls`.
+
+    Example::
+
+        loopbridge.health.stop()
+    """
+    if _on_new_loop in _worker._new_loop_hooks:
+        _worker._new_loop_hooks.remove(_on_new_loop)
+    _the_monitor.stop()
+
+
+def is_running() -> bool:
+    """Whether the watchdog runs (between :func:`start` and :func:`stop`).
+
+    Example::
+
+        if not loopbridge.health.is_running():
+            loopbridge.health.start()
+    """
+    return _the_monitor.active
+
+
+def watch(loop: asyncio.AbstractEventLoop, *, label: str | None = None) -> bool:
+    """Add *loop* to the watched loops (starting the watchdog if needed).
+
+    Returns False if it was watched already.
+
+    Example::
+
+        loopbridge.health.watch(asyncio.get_running_loop(), label="app")
+    """
+    loop = _check_loop(loop)
+    if not _the_monitor.active:
+        _the_monitor.start(_the_monitor.every, _the_monitor.threshold)
+    return _the_monitor.watch(loop, label or label_for(loop))
+
+
+def unwatch(loop: asyncio.AbstractEventLoop) -> bool:
+    """Stop the heartbeat on *loop*; False if it was not watched.
+
+    Example::
+
+        loopbridge.health.unwatch(loop)
+    """
+    if not isinstance(loop, asyncio.AbstractEventLoop):
+        raise TypeError(f"unwatch() expects an asyncio event loop, got {loop!r}.")
+    return _the_monitor.unwatch(loop)
+
+
+def stalls() -> list[StallRecord]:
+    """The stall records taken so far (the last 200), oldest first.
+
+    Example::
+
+        for s in loopbridge.health.stalls():
+            print(s.summary())
+    """
+    return list(_the_monitor.records)
+
+
+def report() -> HealthView:
+    """Lag per watched loop, and the stalls, as a view (text, HTML, records, DataFrame).
+
+    Example::
+
+        view = loopbridge.health.report()
+        print(view)
+        view.to_records()
+    """
+    return HealthView.from_monitor(_the_monitor)
+
+
+def _worker_gens() -> list[Any]:
+    out = []
+    for w in list(_worker._all_workers):
+        gen = w._gen
+        if gen is not None and not gen.loop.is_closed():
+            out.append(gen)
+    return out
+
+
+def _on_new_loop(loop: asyncio.AbstractEventLoop) -> None:
+    # Called in a new worker's thread before its loop runs and is named: the beat
+    # reads its label at its first tick.
+    if _the_monitor.active:
+        _the_monitor.watch(loop, None)

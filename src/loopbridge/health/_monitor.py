@@ -1,0 +1,442 @@
+"""Heartbeats on watched loops, and one watchdog thread that catches stalls as they happen.
+
+A *beat* is a ``call_later`` chain on a loop: each tick records how late it ran (the
+scheduling lag) in a :class:`LagHistogram` and schedules the next. The *watchdog* is
+one daemon thread for the process. It never touches a loop: it reads, without
+locks, when each loop's next tick is due; a tick overdue by more than the threshold
+is a stall in progress, and the watchdog samples the loop thread's stack with
+``sys._current_frames()`` at 1x, 4x and 16x the threshold, and the thread's own CPU
+clock. When the tick finally runs, the record is closed with a cause read from that
+evidence. Records are plain data (strings and numbers) in a bounded ring: nothing
+here keeps a task, a frame or a coroutine alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dis
+import gc
+import linecache
+import math
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import _loops, _worker
+from ._histogram import LagHistogram
+
+__all__ = ["Monitor", "StallRecord"]
+
+_CALL_OPS = frozenset(
+    op
+    for name, op in dis.opmap.items()
+    if name.startswith(("CALL", "PRECALL")) or name in ("CALL_FUNCTION_EX",)
+)
+_STACK_DEPTH = 12  # frames kept per sample, innermost first
+_SAMPLES_AT = (1, 4, 16)  # stack samples, in multiples of the threshold
+
+
+@dataclass
+class StallRecord:
+    """One stall of one loop: plain data only (nothing in it keeps a frame alive).
+
+    ``cause`` is one of ``computing`` (the loop thread's CPU time grew by about the
+    stall), ``blocked`` (it did not, and the thread sat in a call: ``time.sleep``, a
+    socket, a lock), ``GIL-starved`` (it did not, and the thread was at Python code,
+    waiting to run), ``gc`` (a garbage collection filled most of it), or
+    ``unknown`` (no per-thread CPU clock here). ``cell_held`` marks a notebook cell
+    that held the kernel's loop while it ran: the kernel doing its job.
+    """
+
+    loop: str
+    thread: str
+    started: float  # time.time() when the stall began
+    duration: float  # seconds
+    cause: str
+    cpu: float | None  # CPU seconds of the loop thread during the stall
+    gc_pause: float  # seconds of garbage collection inside the stall
+    task: str | None  # the task running on the loop when sampled
+    coroutine: str | None
+    where: str | None  # innermost user line: "file:line in function"
+    code: str | None  # that line's source text
+    samples: list[list[str]] = field(default_factory=list)  # stacks, innermost first
+    sampled_at: list[float] = field(default_factory=list)  # seconds into the stall
+    cell_held: bool = False
+
+    def summary(self) -> str:
+        what = (
+            f"the cell held the kernel's loop for {_ms(self.duration)}"
+            if self.cell_held
+            else f"{self.loop} stalled {_ms(self.duration)} ({self.cause})"
+        )
+        if self.coroutine and not self.cell_held:
+            what += f" in {self.coroutine}"
+        if self.where:
+            what += f" at {self.where}"
+        return what
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+class _Beat:
+    """The heartbeat of one loop; its fields are read by the watchdog without locks."""
+
+    __slots__ = (
+        "due",
+        "every",
+        "handle",
+        "hist",
+        "label",
+        "loop",
+        "running",
+        "stall",
+        "thread_id",
+        "thread_name",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, label: str | None, every: float) -> None:
+        self.loop = loop
+        self.label: str | None = label
+        self.every = every
+        self.hist = LagHistogram()
+        self.handle: asyncio.TimerHandle | None = None
+        self.running = True
+        self.due: float | None = None  # perf_counter time the next tick is due
+        self.thread_id: int | None = None
+        self.thread_name = "?"
+        self.stall: _OpenStall | None = None
+
+    def first(self) -> None:
+        """On the loop: the first tick."""
+        self.thread_id = threading.get_ident()
+        self.thread_name = threading.current_thread().name
+        if self.label is None:  # a worker that started while watching: named by now
+            self.label = label_for(self.loop)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self.running:
+            return
+        self.due = time.perf_counter() + self.every
+        self.handle = self.loop.call_later(self.every, self.tick)
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        due = self.due
+        if due is not None:
+            self.hist.add(now - due)
+        stall = self.stall
+        if stall is not None:
+            self.stall = None
+            stall.close(now)
+        self._schedule()
+
+    def stop(self) -> None:
+        """On the loop: no more ticks."""
+        self.running = False
+        self.due = None
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+
+class _OpenStall:
+    """A stall in progress, filled by the watchdog thread."""
+
+    __slots__ = (
+        "at_call",
+        "beat",
+        "cell",
+        "cpu_clock",
+        "cpu_start",
+        "due",
+        "gc_start",
+        "monitor",
+        "record",
+        "wall_start",
+    )
+
+    def __init__(self, monitor: Monitor, beat: _Beat, due: float) -> None:
+        self.monitor = monitor
+        self.beat = beat
+        self.due = due
+        self.wall_start = time.time() - (time.perf_counter() - due)
+        self.cpu_clock = _cpu_clock(beat.thread_id)
+        self.cpu_start = _read_clock(self.cpu_clock)
+        self.gc_start = monitor.gc_total(due)
+        self.cell = monitor.cell_running and beat.loop is monitor.kernel_loop
+        self.at_call = True
+        self.record = StallRecord(
+            loop=beat.label or "?",
+            thread=beat.thread_name,
+            started=self.wall_start,
+            duration=0.0,
+            cause="unknown",
+            cpu=None,
+            gc_pause=0.0,
+            task=None,
+            coroutine=None,
+            where=None,
+            code=None,
+        )
+
+    def sample(self, now: float) -> None:
+        beat = self.beat
+        frame = sys._current_frames().get(beat.thread_id or -1)
+        stack, where, code, at_call = _read_stack(frame)
+        del frame
+        rec = self.record
+        rec.samples.append(stack)
+        rec.sampled_at.append(now - self.due)
+        if rec.where is None:
+            rec.where, rec.code = where, code
+        self.at_call = at_call
+        if rec.task is None:
+            rec.task, rec.coroutine = _current_task(beat.loop)
+
+    def close(self, now: float) -> None:
+        """On the loop thread, from the tick that ends the stall."""
+        rec = self.record
+        wall = now - self.due
+        rec.duration = wall
+        cpu_end = _read_clock(self.cpu_clock)
+        rec.cpu = None if cpu_end is None or self.cpu_start is None else cpu_end - self.cpu_start
+        rec.gc_pause = self.monitor.gc_total(now) - self.gc_start
+        at_call = self.at_call
+        rec.cell_held = self.cell or (
+            self.monitor.cell_running and self.beat.loop is self.monitor.kernel_loop
+        )
+        rec.cause = _cause(wall, rec.cpu, rec.gc_pause, at_call)
+        self.monitor.add_record(rec)
+
+
+def _cause(wall: float, cpu: float | None, gc_pause: float, at_call: bool) -> str:
+    if gc_pause >= 0.5 * wall:
+        return "gc"
+    if cpu is None:
+        return "unknown"
+    if cpu >= 0.5 * wall:
+        return "computing" if gc_pause < 0.2 * wall else "computing, with gc"
+    return "blocked" if at_call else "GIL-starved"
+
+
+def _cpu_clock(thread_id: int | None) -> int | None:
+    getter = getattr(time, "pthread_getcpuclockid", None)
+    if getter is None or thread_id is None:
+        return None
+    try:
+        return int(getter(thread_id))
+    except (OSError, OverflowError, ValueError):
+        return None
+
+
+def _read_clock(clock: int | None) -> float | None:
+    if clock is None:
+        return None
+    try:
+        return time.clock_gettime(clock)
+    except OSError:
+        return None
+
+
+_HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the loopbridge package
+_ASYNCIO = os.path.dirname(os.path.abspath(asyncio.__file__))
+
+
+def _read_stack(frame: Any) -> tuple[list[str], str | None, str | None, bool]:
+    """The stack as strings (innermost first), the innermost frame outside asyncio and
+    loopbridge, its source line, and whether the innermost frame sits in a call."""
+    lines: list[str] = []
+    where = code = None
+    at_call = True
+    first = True
+    while frame is not None and len(lines) < _STACK_DEPTH:
+        co = frame.f_code
+        lineno = frame.f_lineno or co.co_firstlineno
+        name = getattr(co, "co_qualname", co.co_name)
+        lines.append(f"{co.co_filename}:{lineno} in {name}")
+        if first:
+            at_call = _at_call(co.co_code, frame.f_lasti)
+            first = False
+        if where is None and not co.co_filename.startswith((_HERE, _ASYNCIO)):
+            where = f"{co.co_filename}:{lineno} in {name}"
+            code = linecache.getline(co.co_filename, lineno).strip() or None
+        frame = frame.f_back
+    return lines, where, code, at_call
+
+
+def _at_call(code: bytes, lasti: int) -> bool:
+    if lasti < 0 or lasti >= len(code):
+        return True
+    return code[lasti] in _CALL_OPS
+
+
+def _current_task(loop: asyncio.AbstractEventLoop) -> tuple[str | None, str | None]:
+    try:
+        task = asyncio.tasks._current_tasks.get(loop)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - another interpreter's layout: just say unknown
+        return None, None
+    if task is None:
+        return None, None
+    return task.get_name(), _worker._coro_name(task)  # the user's coroutine, even on 3.10
+
+
+class Monitor:
+    """The process's heartbeats and watchdog (one instance: ``loopbridge.health``)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.beats: dict[int, _Beat] = {}
+        self.every = 0.05
+        self.threshold = 0.1
+        self.records: collections.deque[StallRecord] = collections.deque(maxlen=200)
+        self.thread: threading.Thread | None = None
+        self.stopping = threading.Event()
+        self.gc_pauses: collections.deque[tuple[float, float]] = collections.deque(maxlen=256)
+        self.gc_started: float | None = None
+        self.cell_running = False
+        self.kernel_loop: asyncio.AbstractEventLoop | None = None
+        self.active = False
+
+    # -- gc pauses ----------------------------------------------------------------------
+
+    def on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self.gc_started = now
+        elif self.gc_started is not None:
+            self.gc_pauses.append((self.gc_started, now))
+            self.gc_started = None
+
+    def gc_total(self, until: float) -> float:
+        """Seconds of GC pause before *until* (a running cumulative sum, ring-bounded)."""
+        total = 0.0
+        for start, end in list(self.gc_pauses):
+            if start < until:
+                total += min(end, until) - start
+        return total
+
+    # -- records ------------------------------------------------------------------------
+
+    def add_record(self, record: StallRecord) -> None:
+        self.records.append(record)
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self, every: float, threshold: float) -> None:
+        with self.lock:
+            self.every, self.threshold = every, threshold
+            if self.active:
+                return
+            self.active = True
+            self.stopping.clear()
+            gc.callbacks.append(self.on_gc)
+            self.thread = threading.Thread(
+                target=self.watchdog, name="loopbridge-health", daemon=True
+            )
+            self.thread.start()
+
+    def stop(self) -> None:
+        with self.lock:
+            if not self.active:
+                return
+            self.active = False
+            beats = list(self.beats.values())
+            self.beats.clear()
+            thread, self.thread = self.thread, None
+            self.stopping.set()
+            if self.on_gc in gc.callbacks:
+                gc.callbacks.remove(self.on_gc)
+        for beat in beats:
+            _stop_beat(beat)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5)
+
+    def watch(self, loop: asyncio.AbstractEventLoop, label: str | None) -> bool:
+        with self.lock:
+            if id(loop) in self.beats and self.beats[id(loop)].loop is loop:
+                return False
+            beat = _Beat(loop, label, self.every)
+            self.beats[id(loop)] = beat
+        loop.call_soon_threadsafe(beat.first)
+        return True
+
+    def unwatch(self, loop: asyncio.AbstractEventLoop) -> bool:
+        with self.lock:
+            beat = self.beats.pop(id(loop), None)
+        if beat is None or beat.loop is not loop:
+            return False
+        _stop_beat(beat)
+        return True
+
+    # -- the watchdog thread ----------------------------------------------------------------
+
+    def watchdog(self) -> None:
+        while not self.stopping.is_set():
+            pause = min(self.threshold / 4, 0.025)
+            self.stopping.wait(pause)
+            now = time.perf_counter()
+            for beat in list(self.beats.values()):
+                try:
+                    self.check(beat, now)
+                except Exception:  # noqa: BLE001 - the watchdog must outlive any one loop
+                    pass
+
+    def check(self, beat: _Beat, now: float) -> None:
+        due = beat.due
+        if due is None or not beat.running:
+            return
+        if beat.loop.is_closed():
+            beat.running = False
+            return
+        late = now - due
+        stall = beat.stall
+        if stall is None or stall.due != due:
+            if late < self.threshold:
+                return
+            stall = beat.stall = _OpenStall(self, beat, due)
+        taken = len(stall.record.samples)
+        if taken < len(_SAMPLES_AT) and late >= _SAMPLES_AT[taken] * self.threshold:
+            stall.sample(now)
+
+
+def _stop_beat(beat: _Beat) -> None:
+    beat.running = False
+    beat.due = None
+    try:
+        beat.loop.call_soon_threadsafe(beat.stop)
+    except RuntimeError:
+        pass  # closed: nothing left to stop
+
+
+def label_for(loop: asyncio.AbstractEventLoop) -> str:
+    for worker in list(_worker._all_workers):
+        gen = worker._gen
+        if gen is not None and gen.loop is loop:
+            return worker.thread_name
+    seen = _loops.role_of(loop)
+    if seen is not None and seen.role.startswith("the Jupyter kernel's loop"):
+        return "main (kernel)"
+    ident = getattr(loop, "_thread_id", None)
+    if ident is not None and ident == threading.main_thread().ident:
+        return "main"
+    if ident is not None:
+        thread = threading._active.get(ident)  # type: ignore[attr-defined]
+        if thread is not None:
+            return str(thread.name)
+    return f"loop-{id(loop):x}"
+
+
+def is_finite_positive(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )

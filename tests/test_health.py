@@ -1,0 +1,223 @@
+"""Loop health (issue 13, first part): lag per loop, and stalls caught while they happen,
+driven by real faults (a blocking sleep, a CPU loop, a big garbage collection)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+
+import pytest
+from tests.kernel import running_kernel
+
+import loopbridge
+import loopbridge.health as health
+from loopbridge.health import LagHistogram
+
+
+@pytest.fixture
+def watched() -> Iterator[loopbridge.WorkerLoop]:
+    """A worker loop under a heartbeat of 10 ms, stalls above 60 ms."""
+    wl = loopbridge.WorkerLoop(name="watched", shutdown_timeout=2).start()
+    health.start(every=0.01, threshold=0.06, loops=[wl.loop])
+    time.sleep(0.05)  # a few beats first
+    yield wl
+    health.stop()
+    wl.close()
+
+
+def _stalls_of(label: str, before: int) -> list[health.StallRecord]:
+    return [s for s in health.stalls()[before:] if s.loop == label]
+
+
+def _wait_for_stall(label: str, before: int) -> health.StallRecord:
+    for _ in range(100):
+        found = _stalls_of(label, before)
+        if found:
+            return found[-1]
+        time.sleep(0.02)
+    raise AssertionError(f"no stall recorded on {label}: {health.stalls()}")
+
+
+def test_a_blocking_sleep_is_caught_with_its_function_line_and_cause(
+    watched: loopbridge.WorkerLoop,
+) -> None:
+    before = len(health.stalls())
+
+    async def slow_handler() -> None:
+        time.sleep(0.4)  # the bug: a sync sleep on the loop
+
+    watched.run_sync(slow_handler(), timeout=5)
+    stall = _wait_for_stall("loopbridge-watched", before)
+    assert stall.cause == "blocked"
+    assert 0.35 < stall.duration < 1.5
+    assert stall.coroutine is not None and stall.coroutine.endswith("<locals>.slow_handler()")
+    assert stall.where is not None and "test_health.py" in stall.where
+    assert "slow_handler" in stall.where
+    assert stall.code == "time.sleep(0.4)  # the bug: a sync sleep on the loop"
+    assert len(stall.samples) >= 2  # at 1x and 4x the threshold: where it still was
+    assert stall.sampled_at[0] < stall.sampled_at[1]
+    assert stall.thread == "loopbridge-watched"
+    text = str(health.report())
+    assert "loopbridge-watched stalled" in text and "(blocked)" in text
+
+
+def test_a_cpu_loop_is_computing(watched: loopbridge.WorkerLoop) -> None:
+    before = len(health.stalls())
+
+    async def crunch() -> int:
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < 0.4:
+            n += 1
+        return n
+
+    watched.run_sync(crunch(), timeout=5)
+    stall = _wait_for_stall("loopbridge-watched", before)
+    assert stall.cause.startswith("computing"), stall
+    assert stall.cpu is not None and stall.cpu > 0.2
+
+
+def test_a_big_garbage_collection_is_gc(watched: loopbridge.WorkerLoop) -> None:
+    class Node:
+        def __init__(self) -> None:
+            self.me = self
+            self.pad = [None] * 4
+
+    gc.disable()
+    try:
+        junk = [Node() for _ in range(600_000)]
+        del junk
+        before = len(health.stalls())
+
+        async def collect() -> float:
+            t0 = time.perf_counter()
+            gc.collect()
+            return time.perf_counter() - t0
+
+        took = watched.run_sync(collect(), timeout=30)
+    finally:
+        gc.enable()
+    if took < 0.1:
+        pytest.skip(f"the collection took only {took * 1e3:.0f} ms here: too short to stall")
+    stall = _wait_for_stall("loopbridge-watched", before)
+    assert "gc" in stall.cause, stall
+    assert stall.gc_pause > 0.5 * stall.duration
+
+
+def test_short_pauses_are_lag_not_stalls_and_the_histogram_fills(
+    watched: loopbridge.WorkerLoop,
+) -> None:
+    before = len(health.stalls())
+    time.sleep(0.3)
+    view = health.report()
+    (row,) = [r for r in view.to_records() if r["loop"] == "loopbridge-watched"]
+    assert row["beats"] >= 10
+    assert row["p50"] < 0.03 and row["max"] < 0.06
+    assert not _stalls_of("loopbridge-watched", before)
+
+
+def test_the_stalled_task_is_freed_after_its_record_is_taken(
+    watched: loopbridge.WorkerLoop,
+) -> None:
+    before = len(health.stalls())
+
+    async def blocker() -> None:
+        time.sleep(0.2)
+
+    async def hold() -> weakref.ref[asyncio.Task[None]]:
+        task = asyncio.ensure_future(blocker())
+        await task
+        return weakref.ref(task)
+
+    ref = watched.run_sync(hold(), timeout=5)
+    _wait_for_stall("loopbridge-watched", before)
+    gc.collect()
+    assert ref() is None  # the record holds strings and numbers only
+
+
+def test_stop_removes_every_hook_thread_and_tick() -> None:
+    wl = loopbridge.WorkerLoop(name="undone").start()
+    threads_before = {t.name for t in threading.enumerate()}
+    callbacks_before = list(gc.callbacks)
+    hooks_before = list(loopbridge._worker._new_loop_hooks)
+    health.start(every=0.01, threshold=0.05)
+    assert "loopbridge-health" in {t.name for t in threading.enumerate()}
+    time.sleep(0.05)
+    health.stop()
+    time.sleep(0.05)
+    beats = [r["beats"] for r in health.report().to_records()]
+    time.sleep(0.05)
+    assert [r["beats"] for r in health.report().to_records()] == beats  # no more ticks
+    assert {t.name for t in threading.enumerate()} == threads_before
+    assert gc.callbacks == callbacks_before
+    assert loopbridge._worker._new_loop_hooks == hooks_before
+
+    async def timers() -> int:
+        loop = asyncio.get_running_loop()
+        return len([h for h in loop._scheduled if not h.cancelled()])  # type: ignore[attr-defined]
+
+    assert wl.run_sync(timers(), timeout=5) == 0  # the heartbeat left nothing scheduled
+    wl.close()
+
+
+def test_workers_started_while_watching_are_watched() -> None:
+    health.start(every=0.01, threshold=0.05)
+    try:
+        with loopbridge.WorkerLoop(name="late") as wl:
+            wl.run_sync(asyncio.sleep(0.05), timeout=5)
+            labels = [r["loop"] for r in health.report().to_records()]
+        assert "loopbridge-late" in labels
+    finally:
+        health.stop()
+
+
+def test_bad_input_is_refused_clearly() -> None:
+    for bad in (0, -1, float("nan"), float("inf"), "50ms", True):
+        with pytest.raises(ValueError, match="every must be a positive number of seconds"):
+            health.start(every=bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="expects an asyncio event loop"):
+        health.watch(None)  # type: ignore[arg-type]
+    closed = asyncio.new_event_loop()
+    closed.close()
+    with pytest.raises(ValueError, match="closed event loop"):
+        health.watch(closed)
+    assert not health.is_running()
+
+
+def test_histogram_percentiles() -> None:
+    h = LagHistogram(keep=5)
+    for v in [0.001] * 90 + [0.010] * 9 + [0.5]:
+        h.add(v)
+    assert h.count == 100 and h.max == 0.5
+    assert 0.0009 < h.percentile(50) < 0.0011
+    assert 0.009 < h.percentile(95) < 0.011
+    assert h.percentile(100) == 0.5
+    assert len(h.recent) == 5
+    assert LagHistogram().percentile(99) == 0.0
+
+
+@pytest.mark.kernel
+@pytest.mark.timeout(120)
+def test_in_a_kernel_a_sync_cell_is_not_a_stall_but_a_blocked_worker_is() -> None:
+    with running_kernel() as k:
+        k.ok("%load_ext loopbridge")
+        k.ok("import asyncio, time, loopbridge")
+        bad = k.execute("%aio health start --every 0")
+        assert bad.status == "error"
+        assert "UsageError: %aio health: argument --every: expected a duration above zero" in (
+            bad.stderr
+        )
+        k.ok("%aio health start --every 10ms --threshold 60ms")
+        k.ok("time.sleep(0.3)")  # a sync cell: the kernel doing its job
+        k.ok("async def stuck():\n    time.sleep(0.3)\nloopbridge.run_sync(stuck(), timeout=5)")
+        res = k.ok("time.sleep(0.2)\nprint(repr(loopbridge.health.report()))")
+        out = res.stdout
+        assert "the cell held the kernel's loop" in out
+        assert "loopbridge-default stalled" in out and "(blocked) in stuck()" in out
+        assert "time.sleep(0.3)" in out
+        k.ok("%aio health stop")
+        res = k.ok("print(loopbridge.health.is_running())")
+        assert res.stdout.strip() == "False"
