@@ -6,7 +6,7 @@ BIN     = $(VENV)/bin
 # Core test matrix: every CPython 3.10-3.13 found under pyenv or on PATH.
 MATRIX ?= 3.10 3.11 3.12 3.13
 
-.PHONY: help demo test lint format typecheck bench bench-quick bench-faces bench-magics chaos notebooks matrix kernel6 check clean
+.PHONY: help demo test lint format typecheck bench bench-quick bench-faces bench-magics bench-health chaos notebooks matrix kernel6 check clean
 
 help:
 	@echo "make demo        run python -m loopbridge demo"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench       benchmarks/bridge_latency.py (about 3 minutes)"
 	@echo "make bench-faces benchmarks/faces.py: map_sync and sync_face against peers"
 	@echo "make bench-magics benchmarks/magics.py: %aio tasks / %aio loops on 10,000 tasks"
+	@echo "make bench-health benchmarks/health.py: what loop health costs, idle and busy"
 	@echo "make chaos       interrupts, load, fork, close races, leaks, fuzz (about 3 minutes)"
 	@echo "make notebooks   re-run notebooks/*.ipynb and store their outputs"
 	@echo "make matrix      core tests on Python $(MATRIX)"
@@ -55,12 +56,16 @@ bench-quick: $(BIN)/.installed
 	$(BIN)/python benchmarks/bridge_latency.py --quick
 	$(BIN)/python benchmarks/faces.py --quick
 	$(BIN)/python benchmarks/magics.py --quick
+	$(BIN)/python benchmarks/health.py --quick
 
 bench-faces: $(BIN)/.installed
 	$(BIN)/python benchmarks/faces.py
 
 bench-magics: $(BIN)/.installed
 	$(BIN)/python benchmarks/magics.py
+
+bench-health: $(BIN)/.installed
+	$(BIN)/python benchmarks/health.py
 
 # Not part of `make test`: the bounded interrupt run is (tests/test_chaos.py).
 chaos: $(BIN)/.installed

@@ -378,32 +378,42 @@ class Monitor:
     # -- the watchdog thread ----------------------------------------------------------------
 
     def watchdog(self) -> None:
-        while not self.stopping.is_set():
-            pause = min(self.threshold / 4, 0.025)
-            self.stopping.wait(pause)
+        """Sleep until the next moment a check could find something: a tick's deadline
+        (due + threshold) or an open stall's next sample. Loops that tick on time keep
+        moving their deadline, so an idle process wakes about once per heartbeat."""
+        pause = self.threshold
+        while not self.stopping.wait(pause):
             now = time.perf_counter()
+            wake = now + self.threshold
             for beat in list(self.beats.values()):
                 try:
-                    self.check(beat, now)
+                    wake = min(wake, self.check(beat, now))
                 except Exception:  # noqa: BLE001 - the watchdog must outlive any one loop
                     pass
+            pause = min(max(wake - time.perf_counter(), 0.002), self.threshold)
 
-    def check(self, beat: _Beat, now: float) -> None:
+    def check(self, beat: _Beat, now: float) -> float:
+        """Look at one beat; return when it next needs a look."""
         due = beat.due
+        never = now + self.threshold
         if due is None or not beat.running:
-            return
+            return never
         if beat.loop.is_closed():
             beat.running = False
-            return
+            return never
         late = now - due
         stall = beat.stall
         if stall is None or stall.due != due:
             if late < self.threshold:
-                return
+                return due + self.threshold
             stall = beat.stall = _OpenStall(self, beat, due)
         taken = len(stall.record.samples)
         if taken < len(_SAMPLES_AT) and late >= _SAMPLES_AT[taken] * self.threshold:
             stall.sample(now)
+            taken += 1
+        if taken < len(_SAMPLES_AT):
+            return due + _SAMPLES_AT[taken] * self.threshold
+        return never
 
 
 def _stop_beat(beat: _Beat) -> None:

@@ -1,0 +1,108 @@
+"""What loop health costs: idle CPU and busy-loop throughput, with health off and on.
+
+Part 1, idle: a worker loop does nothing for a few seconds; the process's CPU time
+is read with health off, then with a 50 ms (and a 10 ms) heartbeat and the watchdog.
+Part 2, busy: a worker loop runs 200,000 trivial tasks in waves of 1,000; the
+throughput with health on is compared with the same run with health off, in
+interleaved rounds. aiomonitor is not measured side by side: it serves a telnet/web
+console rather than sampling lag, and is not installed here.
+
+    python benchmarks/health.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import statistics
+import time
+
+import loopbridge
+import loopbridge.health as health
+
+
+def idle_cpu(seconds: float, every: float | None) -> float:
+    """CPU seconds per wall second of the whole process while the worker idles."""
+    wl = loopbridge.WorkerLoop(name="idle").start()
+    if every is not None:
+        health.start(every=every, threshold=0.1, loops=[wl.loop])
+    time.sleep(0.2)
+    t0, c0 = time.perf_counter(), time.process_time()
+    time.sleep(seconds)
+    used = (time.process_time() - c0) / (time.perf_counter() - t0)
+    if every is not None:
+        health.stop()
+    wl.close()
+    return used
+
+
+async def waves(total: int, wave: int) -> None:
+    async def nothing() -> None:
+        return None
+
+    for _ in range(total // wave):
+        await asyncio.gather(*(nothing() for _ in range(wave)))
+
+
+def busy_rate(wl: loopbridge.WorkerLoop, total: int) -> float:
+    t0 = time.perf_counter()
+    wl.run_sync(waves(total, 1000), timeout=120)
+    return total / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="a short smoke run")
+    args = ap.parse_args()
+    seconds = 1.0 if args.quick else 4.0
+    rounds = 4 if args.quick else 16
+    total = 50_000 if args.quick else 200_000
+    print(f"{platform.machine()}, Python {platform.python_version()}, loopbridge 0.1.0\n")
+
+    base = idle_cpu(seconds, None)
+    at50 = idle_cpu(seconds, 0.05)
+    at10 = idle_cpu(seconds, 0.01)
+    print(f"Idle worker loop, {seconds:.0f} s each: process CPU per wall second\n")
+    print("| health | CPU | added |")
+    print("|---|---|---|")
+    print(f"| off | {base * 100:.2f}% | |")
+    print(f"| on, every 50 ms | {at50 * 100:.2f}% | {(at50 - base) * 100:+.2f} points |")
+    print(f"| on, every 10 ms | {at10 * 100:.2f}% | {(at10 - base) * 100:+.2f} points |")
+
+    wl = loopbridge.WorkerLoop(name="busy").start()
+    busy_rate(wl, total // 10)  # warm up
+    off: list[float] = []
+    on: list[float] = []
+    ratios: list[float] = []
+    control: list[float] = []  # off against off: this machine's own noise
+
+    def with_health() -> float:
+        health.start(every=0.05, threshold=0.1, loops=[wl.loop])
+        try:
+            return busy_rate(wl, total)
+        finally:
+            health.stop()
+
+    for r in range(rounds):
+        # ABBA order: neither setting always runs second (heap growth, GC state)
+        if r % 2 == 0:
+            a, b, c = busy_rate(wl, total), with_health(), busy_rate(wl, total)
+        else:
+            c, b, a = busy_rate(wl, total), with_health(), busy_rate(wl, total)
+        off.append(a)
+        on.append(b)
+        ratios.append(b / a)
+        control.append(c / a)
+    wl.close()
+    med_off, med_on = statistics.median(off), statistics.median(on)
+    print(f"\nBusy worker loop: {total:,} trivial tasks in waves of 1,000; {rounds} rounds\n")
+    print("| health | tasks per second (median) | x off (median of the rounds' ratios) |")
+    print("|---|---|---|")
+    print(f"| off | {med_off:,.0f} | 1.000x |")
+    print(f"| on, every 50 ms | {med_on:,.0f} | {statistics.median(ratios):.3f}x |")
+    print(f"| off again (control: the noise) | | {statistics.median(control):.3f}x |")
+
+
+if __name__ == "__main__":
+    main()
