@@ -442,7 +442,18 @@ def test_tracebacks_through_every_face_show_one_loopbridge_frame(
         def acquire(self) -> Handle:
             return Handle()
 
+    class Api:
+        @classmethod
+        async def make(cls) -> None:
+            raise ValueError("deep")
+
+        async def call(self) -> None:
+            raise ValueError("method")
+
+    SApi = loopbridge.syncify(Api, worker=worker)
     cases = [
+        lambda: SApi.make(),
+        lambda: SApi.call(SApi()),
         lambda: loopbridge.sync_face(fail(), worker=worker),
         lambda: loopbridge.sync_face(Pool(), worker=worker).acquire().anything,
         lambda: loopbridge.syncify(fail, worker=worker)(),

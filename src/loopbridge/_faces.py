@@ -276,14 +276,17 @@ class SyncFace(Generic[T]):
         object.__setattr__(self, "_lb_hosts", {})
 
     def __eq__(self, other: object) -> bool:
-        """Faces of the same async object are equal (and hash alike)."""
+        """Faces of the same async object are equal (and hash alike).
+
+        Identity, not the objects' own ``==``: comparing faces runs none of their code,
+        and works for objects that are not hashable.
+        """
         if not isinstance(other, SyncFace):
             return NotImplemented
-        mine, theirs = self._lb_aio, other._lb_aio
-        return mine is theirs or bool(mine == theirs)
+        return self._lb_aio is other._lb_aio
 
     def __hash__(self) -> int:
-        return hash(self._lb_aio)
+        return hash(id(self._lb_aio))
 
     @property
     def aio(self) -> T:
@@ -439,15 +442,8 @@ def _iterator(
         raise _strip_wrappers(err)  # noqa: B904 - the same exception, fewer frames
     finally:
         if host.started and not host.finished and aclose is not None:
-            if (
-                _in_gc()
-                or threading.get_ident() == w._thread_id
-                or w._state
-                in (
-                    _CLOSING,
-                    _CLOSED,
-                )
-            ):
+            on_worker = threading.get_ident() == w._thread_id
+            if _in_gc() or on_worker or w._state in (_CLOSING, _CLOSED):
                 # Cannot block here (a GC pass, the worker's own thread): queue it.
                 host.close_soon(functools.partial(_aclose, ait))
             else:
@@ -988,7 +984,10 @@ def _class_level(
     @functools.wraps(fn)
     def class_call(*args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
-        value = sync(*args, **kwargs)
+        try:
+            value = sync(*args, **kwargs)
+        except BaseException as err:  # noqa: BLE001 - re-raised with one loopbridge frame
+            raise _strip_wrappers(err)  # noqa: B904 - the same exception, fewer frames
         return value if type(value) in _PLAIN else _wrap(value, worker, timeout)
 
     class_call.aio = fn  # type: ignore[attr-defined]
@@ -1006,7 +1005,10 @@ def _unbound(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
                 f"{fn.__qualname__}() read on the sync class needs a face as its first "
                 f"argument (an instance of the sync class), got {describe(self)}."
             )
-        return getattr(self, name)(*args, **kwargs)
+        try:
+            return getattr(self, name)(*args, **kwargs)
+        except BaseException as err:  # noqa: BLE001 - re-raised with one loopbridge frame
+            raise _strip_wrappers(err)  # noqa: B904 - the same exception, fewer frames
 
     return method
 
