@@ -138,10 +138,12 @@ def call_methods() -> dict[str, Callable[[], Any]]:
     }
 
 
-def bench_calls(rounds: int, per_round: int) -> None:
-    methods = call_methods()
+def interleaved(
+    methods: dict[str, Callable[[], Any]], rounds: int, per_round: int, warm: int
+) -> dict[str, list[float]]:
+    """Seconds per call of each method, in interleaved rounds, after a warm-up."""
     for call in methods.values():  # warm up: start the worker, fill caches
-        for _ in range(200):
+        for _ in range(warm):
             call()
     samples: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(rounds):
@@ -150,6 +152,11 @@ def bench_calls(rounds: int, per_round: int) -> None:
             for _ in range(per_round):
                 call()
             samples[name].append((time.perf_counter() - t) / per_round)
+    return samples
+
+
+def bench_calls(rounds: int, per_round: int) -> None:
+    samples = interleaved(call_methods(), rounds, per_round, warm=200)
     base = statistics.median(samples["run_sync(client.get(1))"])
     print(f"\nOne call from a plain thread; {rounds} rounds x {per_round} calls, interleaved\n")
     print("| method | median per call | x run_sync |")
@@ -205,16 +212,7 @@ def bench_blocks(rounds: int, per_round: int) -> None:
     except ImportError:
         pass
     with stack:
-        for call in methods.values():
-            for _ in range(100):
-                call()
-        samples: dict[str, list[float]] = {name: [] for name in methods}
-        for _ in range(rounds):
-            for name, call in methods.items():
-                t = time.perf_counter()
-                for _ in range(per_round):
-                    call()
-                samples[name].append((time.perf_counter() - t) / per_round)
+        samples = interleaved(methods, rounds, per_round, warm=100)
     base = statistics.median(samples["2 x run_sync (__aenter__, __aexit__)"])
     print(f"\nEnter + exit of a trivial async context manager; {rounds} rounds x {per_round}\n")
     print("| method | median per block | x two run_sync |")

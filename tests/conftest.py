@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -15,6 +16,20 @@ import pytest
 import loopbridge
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def all_text(exc: BaseException) -> str:
+    """An exception's message and its notes (PEP 678), as a user reads them."""
+    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
+
+
+async def bind_event() -> asyncio.Event:
+    """An Event bound to the loop this runs on (a waiter binds it)."""
+    ev = asyncio.Event()
+    waiter = asyncio.ensure_future(ev.wait())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    return ev
 
 
 @pytest.fixture

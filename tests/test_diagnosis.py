@@ -6,21 +6,9 @@ import asyncio
 import sys
 
 import pytest
+from tests.conftest import all_text, bind_event
 
 import loopbridge
-
-
-def _all_text(exc: BaseException) -> str:
-    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
-
-
-async def bind_event() -> asyncio.Event:
-    """An Event bound to the loop this runs on (a waiter binds it)."""
-    ev = asyncio.Event()
-    waiter = asyncio.ensure_future(ev.wait())
-    await asyncio.sleep(0)
-    waiter.cancel()
-    return ev
 
 
 def test_object_bound_to_another_loop(worker: loopbridge.WorkerLoop) -> None:
@@ -29,7 +17,7 @@ def test_object_bound_to_another_loop(worker: loopbridge.WorkerLoop) -> None:
         with pytest.raises(RuntimeError) as info:
             worker.run_sync(ev.wait(), timeout=5)
     exc = info.value
-    text = _all_text(exc)
+    text = all_text(exc)
     assert "bound to a different event loop" in text  # the original message is kept
     assert "loopbridge: this code ran on loopbridge's worker loop 'test'" in text
     assert "created on another event loop" in text
@@ -46,7 +34,7 @@ def test_caller_loop_is_named_when_one_runs(worker: loopbridge.WorkerLoop) -> No
         try:
             worker.run_sync(ev.wait(), timeout=5)
         except RuntimeError as exc:
-            return _all_text(exc)
+            return all_text(exc)
         finally:
             waiter.cancel()
         return ""
@@ -68,7 +56,7 @@ def test_closed_loop(worker: loopbridge.WorkerLoop) -> None:
 
     with pytest.raises(RuntimeError) as info:
         worker.run_sync(touch(), timeout=5)
-    text = _all_text(info.value)
+    text = all_text(info.value)
     assert text.startswith("Event loop is closed")
     assert "whose event loop is already closed" in text
 
@@ -88,7 +76,7 @@ def test_note_added_once_across_nested_bridges(worker: loopbridge.WorkerLoop) ->
 
         with pytest.raises(RuntimeError) as info:
             outer.run_sync(nested(), timeout=5)
-    assert _all_text(info.value).count("loopbridge:") == 1
+    assert all_text(info.value).count("loopbridge:") == 1
 
 
 def test_unrelated_errors_get_no_note(worker: loopbridge.WorkerLoop) -> None:
@@ -97,7 +85,7 @@ def test_unrelated_errors_get_no_note(worker: loopbridge.WorkerLoop) -> None:
 
     with pytest.raises(RuntimeError) as info:
         worker.run_sync(fail(), timeout=5)
-    assert _all_text(info.value) == "something else entirely"
+    assert all_text(info.value) == "something else entirely"
 
 
 class InterfaceError(Exception):
@@ -119,7 +107,7 @@ def test_the_cause_is_found_down_the_chain_and_the_note_goes_on_what_the_user_se
         ev = other.run_sync(bind_event(), timeout=5)
         with pytest.raises(InterfaceError) as info:
             worker.run_sync(driver_call(ev), timeout=5)
-    text = _all_text(info.value)
+    text = all_text(info.value)
     assert text.startswith("cannot perform operation: another operation is in progress")
     assert "loopbridge: this code ran on loopbridge's worker loop 'test'" in text
     assert "further down this exception's chain: RuntimeError:" in text

@@ -13,23 +13,11 @@ import warnings
 from typing import Any
 
 import pytest
-from tests.conftest import run_script, start_script, wait_for_line
+from tests.conftest import all_text, bind_event, run_script, start_script, wait_for_line
 
 import loopbridge
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-
-
-def _all_text(exc: BaseException) -> str:
-    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
-
-
-async def bind_event() -> asyncio.Event:
-    ev = asyncio.Event()
-    waiter = asyncio.ensure_future(ev.wait())
-    await asyncio.sleep(0)
-    waiter.cancel()
-    return ev
 
 
 def _task_count(wl: loopbridge.WorkerLoop) -> int:
@@ -387,7 +375,7 @@ def test_note_names_the_worker_the_object_belongs_to(worker: loopbridge.WorkerLo
         ev = other.run_sync(bind_event(), timeout=5)
         with pytest.raises(RuntimeError) as info:
             worker.run_sync(ev.wait(), timeout=5)
-    text = _all_text(info.value)
+    text = all_text(info.value)
     assert "created on another event loop: loopbridge's worker loop 'pool-home'" in text
     assert "running in thread 'loopbridge-pool-home'" in text
 
@@ -425,7 +413,7 @@ def test_closed_loop_is_named_with_its_state(worker: loopbridge.WorkerLoop) -> N
 
     with pytest.raises(RuntimeError) as info:
         worker.run_sync(use(), timeout=5)
-    text = _all_text(info.value)
+    text = all_text(info.value)
     assert "whose event loop is already closed: an event loop loopbridge has not seen" in text
     assert "closed)" in text
     assert "instead of asyncio.run() or a new loop per call" in text
@@ -446,7 +434,7 @@ def test_loop_local_loops_are_remembered(worker: loopbridge.WorkerLoop) -> None:
         try:
             worker.run_sync(ev.wait(), timeout=5)  # used on the worker: wrong loop
         except RuntimeError as exc:
-            return _all_text(exc)
+            return all_text(exc)
         return None
 
     with warnings.catch_warnings():
@@ -527,7 +515,7 @@ def test_explain_returns_the_note_the_bridge_added(worker: loopbridge.WorkerLoop
         ev = other.run_sync(bind_event(), timeout=5)
         with pytest.raises(RuntimeError) as info:
             worker.run_sync(ev.wait(), timeout=5)
-    text = _all_text(info.value)
+    text = all_text(info.value)
     note = loopbridge.explain(info.value)  # e.g. in a log handler, far from the bridge
     assert note is not None and note.startswith("loopbridge: this code ran on")
     assert text.endswith(note)  # the same note (on 3.10: the message's tail), once
