@@ -247,6 +247,7 @@ class _Call:
         "lock",
         "loop",
         "notify",
+        "site",
         "started",
         "starter",
         "task",
@@ -271,6 +272,8 @@ class _Call:
         self.future = future
         self.notify: Callable[[], None] | None = None  # run_async: wakes the awaiting loop
         self.starter: Callable[[_Call], Any] | None = None  # hands the call to running code
+        # the caller's "file:line in function", recorded only while loop health runs
+        self.site: str | None = _caller_site() if _record_sites else None
         self.task: asyncio.Task[Any] | None = None
         self.value: Any = None
         self.exc: BaseException | None = None
@@ -1591,6 +1594,35 @@ def _asyncio_debug_default() -> bool:
     return sys.flags.dev_mode or (
         not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG"))
     )
+
+
+_record_sites = False  # set by loopbridge.health while it runs
+
+
+def _caller_site() -> str | None:
+    """The first frame outside loopbridge: who handed this call to the bridge."""
+    frame = sys._getframe(2)
+    for _ in range(32):
+        if frame is None:
+            return None
+        code = frame.f_code
+        if not code.co_filename.startswith(_PKG_DIR):
+            name = getattr(code, "co_qualname", code.co_name)
+            return f"{code.co_filename}:{frame.f_lineno} in {name}"
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def call_site_of(loop: asyncio.AbstractEventLoop, task: object) -> str | None:
+    """Who handed *task* (running on *loop*) to the bridge, if health recorded it."""
+    for worker in list(_all_workers):
+        for call in list(worker._inflight):
+            if call.loop is not loop:
+                continue
+            handle = call.task
+            if handle is task or getattr(getattr(handle, "host", None), "task", None) is task:
+                return call.site
+    return None
 
 
 def _in_module_code() -> bool:

@@ -86,6 +86,7 @@ def start(
     threshold = _check_seconds(threshold, "threshold")
     chosen = [_check_loop(lp) for lp in loops] if loops is not None else None
     _the_monitor.start(every, threshold)
+    _worker._record_sites = True  # bridge calls note their caller's line while this runs
     if chosen is None:
         chosen = [gen.loop for gen in _worker_gens()]
         running = asyncio._get_running_loop()
@@ -109,6 +110,7 @@ def stop() -> None:
     """
     if _on_new_loop in _worker._new_loop_hooks:
         _worker._new_loop_hooks.remove(_on_new_loop)
+    _worker._record_sites = False
     _the_monitor.stop()
 
 
@@ -135,6 +137,7 @@ def watch(loop: asyncio.AbstractEventLoop, *, label: str | None = None) -> bool:
     loop = _check_loop(loop)
     if not _the_monitor.active:
         _the_monitor.start(_the_monitor.every, _the_monitor.threshold)
+        _worker._record_sites = True
     return _the_monitor.watch(loop, label or label_for(loop))
 
 

@@ -63,6 +63,7 @@ class StallRecord:
     coroutine: str | None
     where: str | None  # innermost user line: "file:line in function"
     code: str | None  # that line's source text
+    submitted_by: str | None = None  # for bridge work: the sync caller's line
     samples: list[list[str]] = field(default_factory=list)  # stacks, innermost first
     sampled_at: list[float] = field(default_factory=list)  # seconds into the stall
     cell_held: bool = False
@@ -77,6 +78,8 @@ class StallRecord:
             what += f" in {self.coroutine}"
         if self.where:
             what += f" at {self.where}"
+        if self.submitted_by:
+            what += f", handed to the bridge at {self.submitted_by}"
         return what
 
 
@@ -198,7 +201,7 @@ class _OpenStall:
             rec.where, rec.code = where, code
         self.at_call = at_call
         if rec.task is None:
-            rec.task, rec.coroutine = _current_task(beat.loop)
+            rec.task, rec.coroutine, rec.submitted_by = _current_task(beat.loop)
 
     def close(self, now: float) -> None:
         """On the loop thread, from the tick that ends the stall."""
@@ -277,14 +280,18 @@ def _at_call(code: bytes, lasti: int) -> bool:
     return code[lasti] in _CALL_OPS
 
 
-def _current_task(loop: asyncio.AbstractEventLoop) -> tuple[str | None, str | None]:
+def _current_task(
+    loop: asyncio.AbstractEventLoop,
+) -> tuple[str | None, str | None, str | None]:
+    """The task running on *loop*: its name, its coroutine, and who submitted it."""
     try:
         task = asyncio.tasks._current_tasks.get(loop)  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001 - another interpreter's layout: just say unknown
-        return None, None
+        return None, None, None
     if task is None:
-        return None, None
-    return task.get_name(), _worker._coro_name(task)  # the user's coroutine, even on 3.10
+        return None, None, None
+    # the user's coroutine, even on 3.10; and the sync caller, for bridge work
+    return task.get_name(), _worker._coro_name(task), _worker.call_site_of(loop, task)
 
 
 class Monitor:
