@@ -7,6 +7,7 @@ import asyncio
 import gc
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Iterator
 
@@ -22,6 +23,7 @@ from loopbridge.health import LagHistogram
 def watched() -> Iterator[loopbridge.WorkerLoop]:
     """A worker loop under a heartbeat of 10 ms, stalls above 60 ms."""
     wl = loopbridge.WorkerLoop(name="watched", shutdown_timeout=2).start()
+    health.clear()
     health.start(every=0.01, threshold=0.06, loops=[wl.loop])
     time.sleep(0.05)  # a few beats first
     yield wl
@@ -226,6 +228,109 @@ def test_in_a_kernel_a_sync_cell_is_not_a_stall_but_a_blocked_worker_is() -> Non
         assert "the cell held the kernel's loop" in out
         assert "loopbridge-default stalled" in out and "(blocked) in stuck()" in out
         assert "time.sleep(0.3)" in out
+        res = k.ok("print(repr(get_ipython().run_line_magic('aio', 'doctor')))")
+        assert "loop doctor" in res.stdout and "what to do: a synchronous call" in res.stdout
+        res = k.ok("print(repr(get_ipython().run_line_magic('aio', 'leaks')))")
+        assert "lost errors" in res.stdout or "no lost errors recorded" in res.stdout
         k.ok("%aio health stop")
         res = k.ok("print(loopbridge.health.is_running())")
         assert res.stdout.strip() == "False"
+
+
+def test_lost_errors_are_caught_without_replacing_anyones_handlers(
+    watched: loopbridge.WorkerLoop,
+) -> None:
+    seen_by_user: list[str] = []
+
+    async def user_handler_on() -> None:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda loop, ctx: seen_by_user.append(ctx["message"])
+        )
+
+    # A handler the user set after health started is theirs; put ours first again.
+    health.unwatch(watched.loop)
+    watched.run_sync(user_handler_on(), timeout=5)
+    health.watch(watched.loop)
+    time.sleep(0.05)
+
+    async def lose_things() -> None:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+
+        async def waits_forever() -> None:
+            await fut
+
+        asyncio.ensure_future(waits_forever())  # dropped: nothing keeps it
+        await asyncio.sleep(0)
+        del fut
+        lost = loop.create_future()
+        lost.set_exception(ValueError("nobody looked"))
+        del lost  # "Future exception was never retrieved"
+
+    before = len(health.leaks().lost)
+    watched.run_sync(lose_things(), timeout=5)
+
+    async def collect() -> None:
+        gc.collect()  # the pending task is in a cycle: destroyed here
+
+    watched.run_sync(collect(), timeout=5)
+
+    async def make_one() -> None:
+        return None
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", RuntimeWarning)
+        make_one()  # never awaited
+        gc.collect()
+
+    lost = health.leaks().lost[before:]
+    kinds = sorted({e.kind for e in lost})
+    assert kinds == ["exception never retrieved", "never awaited", "task destroyed pending"]
+    pending = next(e for e in lost if e.kind == "task destroyed pending")
+    assert pending.where is not None and "waits_forever" in pending.where
+    assert pending.loop == "loopbridge-watched"
+    never = next(e for e in lost if e.kind == "exception never retrieved")
+    assert "ValueError: nobody looked" in never.message
+    awaited = next(e for e in lost if e.kind == "never awaited")
+    assert "make_one" in awaited.message
+    # the user's own handler still saw both loop errors
+    assert any("destroyed but it is pending" in m for m in seen_by_user)
+    assert any("never retrieved" in m for m in seen_by_user)
+
+    text = str(health.doctor())
+    assert "task destroyed pending" in text and "keep a reference to every task" in text
+    assert "never awaited" in text and "add `await`" in text
+
+
+def test_stop_puts_back_the_exception_handler_and_showwarning() -> None:
+    wl = loopbridge.WorkerLoop(name="handlers").start()
+
+    async def handler_now() -> object:
+        return asyncio.get_running_loop().get_exception_handler()
+
+    before_handler = wl.run_sync(handler_now(), timeout=5)
+    before_show = warnings.showwarning
+    health.start(every=0.01, threshold=0.05, loops=[wl.loop])
+    time.sleep(0.05)
+    assert wl.run_sync(handler_now(), timeout=5) is not before_handler
+    assert warnings.showwarning is not before_show
+    health.stop()
+    time.sleep(0.05)
+    assert wl.run_sync(handler_now(), timeout=5) is before_handler
+    assert warnings.showwarning is before_show
+    wl.close()
+
+
+def test_doctor_on_a_stall_gives_the_advice_for_its_cause(
+    watched: loopbridge.WorkerLoop,
+) -> None:
+    async def blocking_io() -> None:
+        time.sleep(0.3)
+
+    before = len(health.stalls())
+    watched.run_sync(blocking_io(), timeout=5)
+    _wait_for_stall("loopbridge-watched", before)
+    text = str(health.doctor())
+    assert "loop doctor" in text
+    assert "(blocked) in" in text and "blocking_io" in text
+    assert "what to do: a synchronous call blocks the loop" in text

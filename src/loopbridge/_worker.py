@@ -1622,6 +1622,9 @@ def call_site_of(loop: asyncio.AbstractEventLoop, task: object) -> str | None:
             handle = call.task
             if handle is task or getattr(getattr(handle, "host", None), "task", None) is task:
                 return call.site
+            # 3.12+: an eager task's first step runs before call.task is set
+            if handle is None and getattr(task, "get_coro", lambda: None)() is call.coro:
+                return call.site
     return None
 
 

@@ -570,6 +570,8 @@ def _build_parser() -> argparse.ArgumentParser:
     hp.add_argument(
         "--loop", help="with start: watch only loops whose label contains this (default: all)"
     )
+    sub.add_parser("leaks", help="errors nobody saw: tasks lost pending, never retrieved, ...")
+    sub.add_parser("doctor", help="the worst stalls, the lost errors, and what to do")
     run = sub.add_parser("run", help="(cell magic) run this cell on the worker loop")
     run.add_argument(
         "--timeout", type=_seconds_arg, help="cancel the cell after this many seconds (inf: none)"
@@ -684,6 +686,10 @@ class AioMagics(Magics):
                 return SettingView(label, on, on_text if on else off_text)
             if args.command == "health":
                 return self._health(args)
+            if args.command in ("leaks", "doctor"):
+                from . import health
+
+                return health.leaks() if args.command == "leaks" else health.doctor()
             if args.command == "run":
                 raise UsageError("%aio run is a cell magic: put %%aio run on a cell's first line")
         except (ValueError, LookupError) as exc:

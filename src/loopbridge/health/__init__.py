@@ -29,14 +29,20 @@ from typing import Any
 
 from .. import _worker
 from ._histogram import LagHistogram
-from ._monitor import Monitor, StallRecord, is_finite_positive, label_for
-from ._view import HealthView
+from ._monitor import LostError, Monitor, StallRecord, is_finite_positive, label_for
+from ._view import DoctorView, HealthView, LostView
 
 __all__ = [
+    "DoctorView",
     "HealthView",
     "LagHistogram",
+    "LostError",
+    "LostView",
     "StallRecord",
+    "clear",
+    "doctor",
     "is_running",
+    "leaks",
     "report",
     "stalls",
     "start",
@@ -174,6 +180,39 @@ def report() -> HealthView:
         view.to_records()
     """
     return HealthView.from_monitor(_the_monitor)
+
+
+def clear() -> None:
+    """Forget the stall records and lost errors taken so far (the lag histograms stay).
+
+    Example::
+
+        loopbridge.health.clear()   # start a fresh investigation
+    """
+    _the_monitor.records.clear()
+    _the_monitor.lost.clear()
+
+
+def leaks() -> LostView:
+    """The errors nobody would have seen, caught while health runs: tasks destroyed while
+    pending, exceptions never retrieved (a chained loop exception handler on each watched
+    loop), coroutines never awaited (a chained ``warnings.showwarning``).
+
+    Example::
+
+        print(loopbridge.health.leaks())
+    """
+    return LostView(list(_the_monitor.lost), _the_monitor.active)
+
+
+def doctor() -> DoctorView:
+    """One screen: the worst stalls with their stacks, the lost errors, and what to do.
+
+    Example::
+
+        print(loopbridge.health.doctor())
+    """
+    return DoctorView(report(), list(_the_monitor.lost))
 
 
 def _worker_gens() -> list[Any]:

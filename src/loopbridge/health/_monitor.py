@@ -23,6 +23,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +84,23 @@ class StallRecord:
         return what
 
 
+@dataclass
+class LostError:
+    """An error nobody will see: a task destroyed while pending, an exception never
+    retrieved, a coroutine never awaited. Plain data, like the stall records."""
+
+    kind: str  # "task destroyed pending" | "exception never retrieved" | "never awaited"
+    message: str
+    where: str | None  # the coroutine's line, or the creation site when known
+    loop: str | None
+    at: float  # time.time()
+
+    def summary(self) -> str:
+        where = f" ({self.where})" if self.where else ""
+        on = f" on {self.loop}" if self.loop else ""
+        return f"{self.kind}{on}: {self.message}{where}"
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
@@ -94,16 +112,28 @@ class _Beat:
         "due",
         "every",
         "handle",
+        "handler",
         "hist",
         "label",
         "loop",
+        "monitor",
+        "previous_handler",
         "running",
         "stall",
         "thread_id",
         "thread_name",
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, label: str | None, every: float) -> None:
+    def __init__(
+        self,
+        monitor: Monitor,
+        loop: asyncio.AbstractEventLoop,
+        label: str | None,
+        every: float,
+    ) -> None:
+        self.monitor = monitor
+        self.handler: Any = None
+        self.previous_handler: Any = None
         self.loop = loop
         self.label: str | None = label
         self.every = every
@@ -116,12 +146,30 @@ class _Beat:
         self.stall: _OpenStall | None = None
 
     def first(self) -> None:
-        """On the loop: the first tick."""
+        """On the loop: the first tick; the chained exception handler goes in."""
         self.thread_id = threading.get_ident()
         self.thread_name = threading.current_thread().name
         if self.label is None:  # a worker that started while watching: named by now
             self.label = label_for(self.loop)
+        if self.running and self.handler is None:
+            self.previous_handler = self.loop.get_exception_handler()
+            self.handler = self._on_exception
+            self.loop.set_exception_handler(self.handler)
         self._schedule()
+
+    def _on_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Note the errors nobody would see, then hand over as before (never replace)."""
+        try:
+            lost = _lost_from_context(context, self.label)
+            if lost is not None:
+                self.monitor.lost.append(lost)
+        except Exception:  # noqa: BLE001 - noting must never hide the error itself
+            pass
+        previous = self.previous_handler
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
 
     def _schedule(self) -> None:
         if not self.running:
@@ -141,12 +189,17 @@ class _Beat:
         self._schedule()
 
     def stop(self) -> None:
-        """On the loop: no more ticks."""
+        """On the loop: no more ticks; the previous exception handler back."""
         self.running = False
         self.due = None
         if self.handle is not None:
             self.handle.cancel()
             self.handle = None
+        if self.handler is not None:
+            if self.loop.get_exception_handler() is self.handler:  # not replaced since
+                self.loop.set_exception_handler(self.previous_handler)
+            self.handler = None
+            self.previous_handler = None
 
 
 class _OpenStall:
@@ -217,6 +270,39 @@ class _OpenStall:
         )
         rec.cause = _cause(wall, rec.cpu, rec.gc_pause, at_call)
         self.monitor.add_record(rec)
+
+
+def _lost_from_context(context: dict[str, Any], label: str | None) -> LostError | None:
+    """Read a loop exception handler's context: the errors no caller will ever see."""
+    message = str(context.get("message", ""))
+    low = message.lower()
+    if "destroyed but it is pending" in low:
+        kind = "task destroyed pending"
+    elif "never retrieved" in low:
+        kind = "exception never retrieved"
+    else:
+        return None
+    future = context.get("task") or context.get("future")
+    exc = context.get("exception")
+    detail = message
+    if exc is not None:
+        detail = f"{message}: {type(exc).__name__}: {exc}"
+    where = None
+    coro = getattr(future, "get_coro", lambda: None)()
+    if coro is not None:
+        code = getattr(coro, "cr_code", None)
+        frame = getattr(coro, "cr_frame", None)
+        if code is not None:
+            line = frame.f_lineno if frame is not None else code.co_firstlineno
+            name = getattr(code, "co_qualname", code.co_name)
+            where = f"{code.co_filename}:{line} in {name}"
+    created = context.get("source_traceback") or getattr(future, "_source_traceback", None)
+    if created:
+        outside = [f for f in created if not f.filename.startswith((_HERE, _ASYNCIO))]
+        if outside:
+            made = outside[-1]
+            where = f"created at {made.filename}:{made.lineno}" + (f"; {where}" if where else "")
+    return LostError(kind, detail, where, label, time.time())
 
 
 def _cause(wall: float, cpu: float | None, gc_pause: float, at_call: bool) -> str:
@@ -310,6 +396,29 @@ class Monitor:
         self.cell_running = False
         self.kernel_loop: asyncio.AbstractEventLoop | None = None
         self.active = False
+        self.lost: collections.deque[LostError] = collections.deque(maxlen=200)
+        self.previous_showwarning: Any = None
+
+    # -- "coroutine ... was never awaited" --------------------------------------------
+
+    def showwarning(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        try:
+            text = str(message)
+            if issubclass(category, RuntimeWarning) and "was never awaited" in text:
+                where = f"{filename}:{lineno}" if filename and filename != "sys" else None
+                self.lost.append(LostError("never awaited", text, where, None, time.time()))
+        except Exception:  # noqa: BLE001 - noting must never hide the warning itself
+            pass
+        previous = self.previous_showwarning or warnings._showwarning_orig  # type: ignore[attr-defined]
+        previous(message, category, filename, lineno, file, line)
 
     # -- gc pauses ----------------------------------------------------------------------
 
@@ -344,6 +453,8 @@ class Monitor:
             self.active = True
             self.stopping.clear()
             gc.callbacks.append(self.on_gc)
+            self.previous_showwarning = warnings.showwarning
+            warnings.showwarning = self.showwarning
             self.thread = threading.Thread(
                 target=self.watchdog, name="loopbridge-health", daemon=True
             )
@@ -360,6 +471,9 @@ class Monitor:
             self.stopping.set()
             if self.on_gc in gc.callbacks:
                 gc.callbacks.remove(self.on_gc)
+            if warnings.showwarning == self.showwarning:  # not replaced since: put back
+                warnings.showwarning = self.previous_showwarning
+            self.previous_showwarning = None
         for beat in beats:
             _stop_beat(beat)
         if thread is not None and thread is not threading.current_thread():
@@ -369,7 +483,7 @@ class Monitor:
         with self.lock:
             if id(loop) in self.beats and self.beats[id(loop)].loop is loop:
                 return False
-            beat = _Beat(loop, label, self.every)
+            beat = _Beat(self, loop, label, self.every)
             self.beats[id(loop)] = beat
         loop.call_soon_threadsafe(beat.first)
         return True

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from .._inspect import _short_path
 from .._views import _View, html_table, text_table
-from ._monitor import StallRecord
+from ._monitor import LostError, StallRecord
 
 if TYPE_CHECKING:
     from ._monitor import Monitor
 
-__all__ = ["HealthView"]
+__all__ = ["DoctorView", "HealthView", "LostView"]
 
 _BARS = "▁▂▃▄▅▆▇█"
 _HEADERS = ("loop", "thread", "beats", "p50", "p90", "p99", "max", "recent")
@@ -62,10 +62,17 @@ class HealthView(_View):
         view.stall_records()       # one row per stall
     """
 
-    def __init__(self, loops: list[dict[str, Any]], stalls: list[StallRecord], active: bool):
+    def __init__(
+        self,
+        loops: list[dict[str, Any]],
+        stalls: list[StallRecord],
+        active: bool,
+        lost: int = 0,
+    ) -> None:
         self.loops = loops
         self.stalls = stalls
         self.active = active
+        self.lost = lost
 
     @classmethod
     def from_monitor(cls, monitor: Monitor) -> HealthView:
@@ -85,7 +92,7 @@ class HealthView(_View):
                 }
             )
         loops.sort(key=lambda r: str(r["loop"]))
-        return cls(loops, list(monitor.records), monitor.active)
+        return cls(loops, list(monitor.records), monitor.active, len(monitor.lost))
 
     def _rows(self) -> list[list[str]]:
         return [
@@ -132,6 +139,8 @@ class HealthView(_View):
                 out.extend(self._stall_lines(stall))
         elif self.loops:
             out.append("\nno stalls")
+        if self.lost:
+            out.append(f"\n{self.lost} lost error(s): %aio leaks, or loopbridge.health.leaks()")
         return "\n".join(out)
 
     def _repr_html_(self) -> str:
@@ -166,3 +175,127 @@ class HealthView(_View):
 def _short_where(entry: str) -> str:
     path, _, rest = entry.partition(":")
     return f"{_short_path(path)}:{rest}"
+
+
+class LostView(_View):
+    """The errors nobody would have seen (``%aio leaks``, ``loopbridge.health.leaks()``).
+
+    Example::
+
+        for row in loopbridge.health.leaks().to_records():
+            print(row["kind"], row["where"])
+    """
+
+    def __init__(self, lost: list[LostError], active: bool) -> None:
+        self.lost = lost
+        self.active = active
+
+    def text(self) -> str:
+        if not self.lost:
+            state = "" if self.active else " (loop health is off: %aio health start)"
+            return f"no lost errors recorded{state}"
+        lines = [f"lost errors ({len(self.lost)}):"]
+        lines.extend(f"  {e.summary()}" for e in self.lost[-20:])
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(self.text())}</pre>"
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [asdict(e) for e in self.lost]
+
+
+_ADVICE = {
+    "blocked": (
+        "a synchronous call blocks the loop (time.sleep, a sync client, a lock, file I/O): "
+        "await its async version (asyncio.sleep, the async client), or move it off the "
+        "loop with `await asyncio.to_thread(...)`."
+    ),
+    "computing": (
+        "CPU work runs on the loop: move it to a thread or process (`await "
+        "asyncio.to_thread(f)`, `loop.run_in_executor(...)`), or cut it into pieces with "
+        "`await asyncio.sleep(0)` between them."
+    ),
+    "GIL-starved": (
+        "the loop thread was ready to run but another thread held the GIL: look for "
+        "CPU-bound pure-Python threads (numpy and I/O release the GIL; Python loops do not)."
+    ),
+    "gc": (
+        "garbage collection paused the loop: make fewer reference cycles, `gc.freeze()` "
+        "after start-up, or raise the thresholds (`gc.set_threshold`)."
+    ),
+    "unknown": "no per-thread CPU clock here: the stacks are the evidence.",
+    "cell": (
+        "a sync cell holds the kernel's loop while it runs, which is expected; if other "
+        "tasks must keep running, `await` in the cell or hand the work to the worker."
+    ),
+    "task destroyed pending": (
+        "keep a reference to every task you start (a set, or asyncio.TaskGroup), and await "
+        "or cancel it before its loop ends."
+    ),
+    "exception never retrieved": (
+        "await the task or future (or read .exception()), so that its error is seen."
+    ),
+    "never awaited": (
+        "a coroutine was made but never awaited: add `await`, or schedule it with "
+        "asyncio.create_task / loopbridge.submit."
+    ),
+}
+
+
+class DoctorView(_View):
+    """One screen: the worst stalls with their stacks, the lost errors, what to do.
+
+    Example::
+
+        print(loopbridge.health.doctor())
+    """
+
+    def __init__(self, health: HealthView, lost: list[LostError]) -> None:
+        self.health = health
+        self.lost = lost
+
+    def _lines(self) -> list[str]:
+        out: list[str] = []
+        if not self.health.active and not self.health.loops:
+            return ["loop health is off: loopbridge.health.start() or %aio health start"]
+        worst = sorted(
+            (s for s in self.health.stalls if not s.cell_held),
+            key=lambda s: s.duration,
+            reverse=True,
+        )[:3]
+        for row in self.health.loops:
+            if row["p99"] >= 0.05:
+                out.append(
+                    f"lag: {row['loop']} p99 {_ms(row['p99'])}, max {_ms(row['max'])} over "
+                    f"{row['beats']} heartbeats"
+                )
+        for stall in worst:
+            out.append("")
+            out.extend(self.health._stall_lines(stall))
+            out.append(f"  what to do: {_ADVICE.get(stall.cause.split(',')[0], '')}")
+        held = [s for s in self.health.stalls if s.cell_held]
+        if held:
+            longest = max(s.duration for s in held)
+            out.append("")
+            out.append(f"{len(held)} cell(s) held the kernel's loop, the longest {_ms(longest)}")
+            out.append(f"  what to do: {_ADVICE['cell']}")
+        kinds: dict[str, list[LostError]] = {}
+        for e in self.lost:
+            kinds.setdefault(e.kind, []).append(e)
+        for kind, errors in kinds.items():
+            out.append("")
+            out.append(f"{len(errors)} x {kind}, e.g. {errors[-1].summary()}")
+            out.append(f"  what to do: {_ADVICE[kind]}")
+        if not out:
+            out.append("healthy: no stalls, no lost errors, lag p99 under 50 ms on every loop")
+        return out
+
+    def text(self) -> str:
+        return "\n".join(["loop doctor", *self._lines()])
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(self.text())}</pre>"
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return self.health.stall_records() + [asdict(e) for e in self.lost]
