@@ -257,10 +257,10 @@ def test_lost_errors_are_caught_without_replacing_anyones_handlers(
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
 
-        async def waits_forever() -> None:
-            await fut
+        async def waits_forever(f: asyncio.Future[None]) -> None:
+            await f
 
-        asyncio.ensure_future(waits_forever())  # dropped: nothing keeps it
+        asyncio.ensure_future(waits_forever(fut))  # noqa: RUF006 - dropped: the leak
         await asyncio.sleep(0)
         del fut
         lost = loop.create_future()
