@@ -104,7 +104,7 @@ def test_a_big_garbage_collection_is_gc(watched: loopbridge.WorkerLoop) -> None:
         took = watched.run_sync(collect(), timeout=30)
     finally:
         gc.enable()
-    if took < 0.1:
+    if took < 0.15:
         pytest.skip(f"the collection took only {took * 1e3:.0f} ms here: too short to stall")
     stall = _wait_for_stall("loopbridge-watched", before)
     assert "gc" in stall.cause, stall

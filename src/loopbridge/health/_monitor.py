@@ -183,9 +183,16 @@ class _Beat:
         if due is not None:
             self.hist.add(now - due)
         stall = self.stall
-        if stall is not None:
+        if stall is not None and stall.due == due:
             self.stall = None
             stall.close(now)
+        elif due is not None and now - due >= 1.5 * self.monitor.threshold:
+            # A stall the watchdog never saw, though it was due to look at 1x the
+            # threshold: it could not run at all (a garbage collection or C code held
+            # the GIL the whole time). Recorded here, after the fact, with the
+            # evidence there is.
+            self.stall = None
+            self.monitor.add_record(_unseen_stall(self, due, now))
         self._schedule()
 
     def stop(self) -> None:
@@ -303,6 +310,27 @@ def _lost_from_context(context: dict[str, Any], label: str | None) -> LostError 
             made = outside[-1]
             where = f"created at {made.filename}:{made.lineno}" + (f"; {where}" if where else "")
     return LostError(kind, detail, where, label, time.time())
+
+
+def _unseen_stall(beat: _Beat, due: float, now: float) -> StallRecord:
+    monitor = beat.monitor
+    wall = now - due
+    gc_pause = monitor.gc_total(now) - monitor.gc_total(due)
+    cell = monitor.cell_running and beat.loop is monitor.kernel_loop
+    return StallRecord(
+        loop=beat.label or "?",
+        thread=beat.thread_name,
+        started=time.time() - wall,
+        duration=wall,
+        cause="gc" if gc_pause >= 0.5 * wall else "unknown (the GIL was held throughout)",
+        cpu=None,
+        gc_pause=gc_pause,
+        task=None,
+        coroutine=None,
+        where=None,
+        code=None,
+        cell_held=cell,
+    )
 
 
 def _cause(wall: float, cpu: float | None, gc_pause: float, at_call: bool) -> str:
