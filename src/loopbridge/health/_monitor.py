@@ -102,7 +102,12 @@ class LostError:
 
 
 def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+    """A duration for people: ``0.3 ms``, ``498 ms``, ``12.5 s``."""
+    if seconds >= 10:
+        return f"{seconds:.1f} s"
+    if seconds >= 0.0995:
+        return f"{seconds * 1e3:.0f} ms"
+    return f"{seconds * 1e3:.1f} ms"
 
 
 class _Beat:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._inspect import _short_path
 from .._views import _View, html_table, text_table
-from ._monitor import LostError, StallRecord
+from ._monitor import LostError, StallRecord, _ms
 
 if TYPE_CHECKING:
     from ._monitor import Monitor
@@ -18,14 +18,6 @@ __all__ = ["DoctorView", "HealthView", "LostView"]
 _BARS = "▁▂▃▄▅▆▇█"
 _HEADERS = ("loop", "thread", "beats", "p50", "p90", "p99", "max", "recent")
 _STALLS_SHOWN = 10
-
-
-def _ms(seconds: float) -> str:
-    if seconds >= 10:
-        return f"{seconds:.1f} s"
-    if seconds >= 0.0995:
-        return f"{seconds * 1e3:.0f} ms"
-    return f"{seconds * 1e3:.1f} ms"
 
 
 def sparkline(values: list[float]) -> str:
