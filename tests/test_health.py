@@ -156,11 +156,13 @@ def test_stop_removes_every_hook_thread_and_tick() -> None:
     health.start(every=0.01, threshold=0.05)
     assert "loopbridge-health" in {t.name for t in threading.enumerate()}
     time.sleep(0.05)
+    beats = list(health._the_monitor.beats.values())
+    assert beats and all(b.hist.count > 0 for b in beats)  # they were ticking
     health.stop()
     time.sleep(0.05)
-    beats = [r["beats"] for r in health.report().to_records()]
-    time.sleep(0.05)
-    assert [r["beats"] for r in health.report().to_records()] == beats  # no more ticks
+    counts = [b.hist.count for b in beats]
+    time.sleep(0.1)
+    assert [b.hist.count for b in beats] == counts  # and they tick no more
     assert {t.name for t in threading.enumerate()} == threads_before
     assert gc.callbacks == callbacks_before
     assert loopbridge._worker._new_loop_hooks == hooks_before

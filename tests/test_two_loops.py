@@ -358,7 +358,10 @@ def test_no_new_calls_while_closing_gracefully() -> None:
     started.wait(5)
     closer = threading.Thread(target=wl.close, kwargs={"cancel_pending": False})
     closer.start()
-    time.sleep(0.1)
+    for _ in range(500):  # until the close has begun (it then waits for job())
+        if wl.state == "closing":
+            break
+        time.sleep(0.01)
     with pytest.raises(loopbridge.WorkerClosedError, match="'draining' is closing"):
         wl.run_sync(asyncio.sleep(0))
     closer.join(5)
