@@ -77,8 +77,12 @@ def main() -> None:
     ratios: list[float] = []
     control: list[float] = []  # off against off: this machine's own noise
 
-    def with_health() -> float:
-        health.start(every=0.05, threshold=0.1, loops=[wl.loop])
+    with_tasks: list[float] = []
+    task_ratios: list[float] = []
+
+    def with_health(tasks: bool = False) -> float:
+        health.start(every=0.05, threshold=0.1, loops=[wl.loop], tasks=tasks)
+        time.sleep(0.06)  # the first heartbeat installs the hooks
         try:
             return busy_rate(wl, total)
         finally:
@@ -94,6 +98,13 @@ def main() -> None:
         on.append(b)
         ratios.append(b / a)
         control.append(c / a)
+    for r in range(max(rounds // 2, 2)):  # tasks=True apart: its allocations shift GC state
+        if r % 2 == 0:
+            a, d = busy_rate(wl, total), with_health(tasks=True)
+        else:
+            d, a = with_health(tasks=True), busy_rate(wl, total)
+        with_tasks.append(d)
+        task_ratios.append(d / a)
     wl.close()
     med_off, med_on = statistics.median(off), statistics.median(on)
     print(f"\nBusy worker loop: {total:,} trivial tasks in waves of 1,000; {rounds} rounds\n")
@@ -102,6 +113,10 @@ def main() -> None:
     print(f"| off | {med_off:,.0f} | 1.000x |")
     print(f"| on, every 50 ms | {med_on:,.0f} | {statistics.median(ratios):.3f}x |")
     print(f"| off again (control: the noise) | | {statistics.median(control):.3f}x |")
+    print(
+        f"| on, with tasks=True (creation sites, termination log) | "
+        f"{statistics.median(with_tasks):,.0f} | {statistics.median(task_ratios):.3f}x |"
+    )
 
 
 if __name__ == "__main__":

@@ -336,3 +336,65 @@ def test_doctor_on_a_stall_gives_the_advice_for_its_cause(
     assert "loop doctor" in text
     assert "(blocked) in" in text and "blocking_io" in text
     assert "what to do: a synchronous call blocks the loop" in text
+
+
+def test_tasks_mode_keeps_a_termination_log_and_finds_tasks_left_pending() -> None:
+    wl = loopbridge.WorkerLoop(name="tasks", shutdown_timeout=2).start()
+    health.clear()
+    health.start(every=0.01, threshold=0.1, loops=[wl.loop], tasks=True)
+    time.sleep(0.05)
+    try:
+
+        async def fails() -> None:
+            raise KeyError("gone")
+
+        async def forever() -> None:
+            await asyncio.sleep(3600)
+
+        async def plant() -> None:
+            failing = asyncio.ensure_future(fails())  # the line named as its creation site
+            cancelled = asyncio.ensure_future(forever())
+            leftover = asyncio.ensure_future(forever())
+            await asyncio.sleep(0)
+            cancelled.cancel()
+            await asyncio.sleep(0)
+            plant.keep = (failing, leftover)  # type: ignore[attr-defined]
+
+        wl.run_sync(plant(), timeout=5)
+        time.sleep(0.2)
+        view = health.leaks(older_than=0.1)
+        outcomes = {t.coroutine: t for t in view.ended}
+        failed = next(t for c, t in outcomes.items() if c.endswith("fails()"))
+        assert failed.outcome == "KeyError: 'gone'"
+        assert failed.created_at is not None and "test_health.py" in failed.created_at
+        assert "in test_tasks_mode" in failed.created_at
+        cancelled = [t for c, t in outcomes.items() if c.endswith("forever()")]
+        assert [t.outcome for t in cancelled] == ["cancelled"]
+        pending = [p for p in view.pending if p[1].endswith("forever()")]
+        assert len(pending) == 1 and pending[0][4] == "loopbridge-tasks"
+        text = str(view)
+        assert "termination log (2" in text and "still pending after 100 ms (1)" in text
+        # reading the failure did not mark it retrieved: asyncio still reports it
+        failing, leftover = plant.keep  # type: ignore[attr-defined]
+        assert failing._log_traceback is True
+        failing.exception()  # (retrieved now, so the test leaves no log behind)
+        leftover.cancel()
+    finally:
+        health.stop()
+        wl.close()
+
+
+def test_tasks_mode_puts_the_task_factory_back() -> None:
+    wl = loopbridge.WorkerLoop(name="factory").start()
+
+    async def factory_now() -> object:
+        return asyncio.get_running_loop().get_task_factory()
+
+    before = wl.run_sync(factory_now(), timeout=5)
+    health.start(every=0.01, threshold=0.1, loops=[wl.loop], tasks=True)
+    time.sleep(0.05)
+    assert wl.run_sync(factory_now(), timeout=5) is not before
+    health.stop()
+    time.sleep(0.05)
+    assert wl.run_sync(factory_now(), timeout=5) is before
+    wl.close()

@@ -570,7 +570,18 @@ def _build_parser() -> argparse.ArgumentParser:
     hp.add_argument(
         "--loop", help="with start: watch only loops whose label contains this (default: all)"
     )
-    sub.add_parser("leaks", help="errors nobody saw: tasks lost pending, never retrieved, ...")
+    hp.add_argument(
+        "--tasks",
+        action="store_true",
+        help="with start: note task creation sites (termination log, tasks left pending)",
+    )
+    kp = sub.add_parser("leaks", help="errors nobody saw, tasks left pending, the termination log")
+    kp.add_argument(
+        "--older",
+        type=_duration_arg,
+        default=10.0,
+        help="list tasks pending longer than this (default 10s; needs start --tasks)",
+    )
     sub.add_parser("doctor", help="the worst stalls, the lost errors, and what to do")
     run = sub.add_parser("run", help="(cell magic) run this cell on the worker loop")
     run.add_argument(
@@ -689,7 +700,9 @@ class AioMagics(Magics):
             if args.command in ("leaks", "doctor"):
                 from . import health
 
-                return health.leaks() if args.command == "leaks" else health.doctor()
+                if args.command == "leaks":
+                    return health.leaks(older_than=args.older)
+                return health.doctor()
             if args.command == "run":
                 raise UsageError("%aio run is a cell magic: put %%aio run on a cell's first line")
         except (ValueError, LookupError) as exc:
@@ -713,7 +726,7 @@ class AioMagics(Magics):
                         f"%aio health start --loop {args.loop}: no loop's label or role "
                         "matches; %aio loops lists them"
                     )
-            health.start(every=args.every, threshold=args.threshold, loops=loops)
+            health.start(every=args.every, threshold=args.threshold, loops=loops, tasks=args.tasks)
             self.settings._watch_cells(True)
         elif args.action == "stop":
             health.stop()

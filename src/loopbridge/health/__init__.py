@@ -29,7 +29,7 @@ from typing import Any
 
 from .. import _worker
 from ._histogram import LagHistogram
-from ._monitor import LostError, Monitor, StallRecord, is_finite_positive, label_for
+from ._monitor import LostError, Monitor, StallRecord, TaskEnd, is_finite_positive, label_for
 from ._view import DoctorView, HealthView, LostView
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "LostError",
     "LostView",
     "StallRecord",
+    "TaskEnd",
     "clear",
     "doctor",
     "is_running",
@@ -74,7 +75,11 @@ def _check_loop(loop: object) -> asyncio.AbstractEventLoop:
 
 
 def start(
-    *, every: float = 0.05, threshold: float = 0.1, loops: list[Any] | None = None
+    *,
+    every: float = 0.05,
+    threshold: float = 0.1,
+    loops: list[Any] | None = None,
+    tasks: bool = False,
 ) -> list[str]:
     """Start watching; return the labels of the loops now watched.
 
@@ -83,6 +88,10 @@ def start(
         threshold: a tick this much overdue is a stall (default 100 ms).
         loops: the loops to watch; default: every loopbridge worker loop (also
             those started later) and the loop running in the calling thread.
+        tasks: also note each new task's creation site (a chained task factory on
+            the watched loops), for the termination log (tasks that ended cancelled
+            or failed) and the tasks still pending long after they were made. It
+            costs each task creation a few microseconds (``benchmarks/health.py``).
 
     Example::
 
@@ -91,7 +100,9 @@ def start(
     every = _check_seconds(every, "every")
     threshold = _check_seconds(threshold, "threshold")
     chosen = [_check_loop(lp) for lp in loops] if loops is not None else None
-    _the_monitor.start(every, threshold)
+    if not isinstance(tasks, bool):
+        raise TypeError(f"tasks must be True or False, got {tasks!r}.")
+    _the_monitor.start(every, threshold, tasks)
     _worker._record_sites = True  # bridge calls note their caller's line while this runs
     if chosen is None:
         chosen = [gen.loop for gen in _worker_gens()]
@@ -191,18 +202,33 @@ def clear() -> None:
     """
     _the_monitor.records.clear()
     _the_monitor.lost.clear()
+    _the_monitor.ended.clear()
 
 
-def leaks() -> LostView:
-    """The errors nobody would have seen, caught while health runs: tasks destroyed while
-    pending, exceptions never retrieved (a chained loop exception handler on each watched
-    loop), coroutines never awaited (a chained ``warnings.showwarning``).
+def leaks(*, older_than: float = 10.0) -> LostView:
+    """What was left behind, caught while health runs:
+
+    * errors nobody would have seen: tasks destroyed while pending, exceptions never
+      retrieved (a chained loop exception handler on each watched loop), coroutines
+      never awaited (a chained ``warnings.showwarning``);
+    * with ``start(tasks=True)``: tasks still pending *older_than* seconds after they
+      were made, with their creation site, and the termination log (the last 1,000
+      tasks that ended cancelled or with an exception).
 
     Example::
 
-        print(loopbridge.health.leaks())
+        print(loopbridge.health.leaks(older_than=30))
     """
-    return LostView(list(_the_monitor.lost), _the_monitor.active)
+    older_than = _check_seconds(older_than, "older_than")
+    m = _the_monitor
+    return LostView(
+        list(m.lost),
+        m.active,
+        pending=m.still_pending(older_than),
+        ended=list(m.ended),
+        older_than=older_than,
+        tracking=m.track_tasks,
+    )
 
 
 def doctor() -> DoctorView:

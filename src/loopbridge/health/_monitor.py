@@ -24,7 +24,9 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 from .. import _loops, _worker
@@ -101,6 +103,63 @@ class LostError:
         return f"{self.kind}{on}: {self.message}{where}"
 
 
+@dataclass
+class TaskEnd:
+    """A task that ended cancelled or with an exception (the termination log)."""
+
+    loop: str | None
+    task: str
+    coroutine: str
+    outcome: str  # "cancelled" or "ExceptionType: message"
+    created_at: str | None  # the creation site, "file:line in function"
+    lived: float  # seconds from creation to the end
+    at: float  # time.time() of the end
+
+    def summary(self) -> str:
+        made = f", created at {self.created_at}" if self.created_at else ""
+        return f"{self.task} {self.coroutine} {self.outcome} after {_ms(self.lived)}{made}"
+
+
+class _TaskFactory:
+    """While health runs with ``tasks=True``: note each task's creation site, and its
+    end if it was cancelled or failed. Chains to the factory that was there."""
+
+    def __init__(self, monitor: Monitor, previous: Any, label: str | None) -> None:
+        self.monitor = monitor
+        self.previous = previous
+        self.label = label
+        self.__loopbridge_eager__ = previous is None or getattr(
+            previous, "__loopbridge_eager__", False
+        )
+
+    def __call__(
+        self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
+    ) -> asyncio.Future[Any]:
+        if self.previous is not None:
+            task = self.previous(loop, coro, **kwargs)
+        else:
+            task = asyncio.Task(coro, loop=loop, **kwargs)
+        if self.monitor.track_tasks:  # a factory left chained after stop() records nothing
+            try:
+                self.monitor.task_made(task, _creation_site(), self.label)
+            except Exception:  # noqa: BLE001 - noting must never break task creation
+                pass
+        return task  # type: ignore[no-any-return]
+
+
+def _creation_site() -> str | None:
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(16):
+        if frame is None:
+            return None
+        code = frame.f_code
+        if not code.co_filename.startswith((_HERE, _ASYNCIO)):
+            name = getattr(code, "co_qualname", code.co_name)
+            return f"{code.co_filename}:{frame.f_lineno} in {name}"
+        frame = frame.f_back
+    return None
+
+
 def _ms(seconds: float) -> str:
     """A duration for people: ``0.3 ms``, ``498 ms``, ``12.5 s``."""
     if seconds >= 10:
@@ -116,6 +175,7 @@ class _Beat:
     __slots__ = (
         "due",
         "every",
+        "factory",
         "handle",
         "handler",
         "hist",
@@ -139,6 +199,7 @@ class _Beat:
         self.monitor = monitor
         self.handler: Any = None
         self.previous_handler: Any = None
+        self.factory: _TaskFactory | None = None
         self.loop = loop
         self.label: str | None = label
         self.every = every
@@ -160,6 +221,9 @@ class _Beat:
             self.previous_handler = self.loop.get_exception_handler()
             self.handler = self._on_exception
             self.loop.set_exception_handler(self.handler)
+        if self.running and self.monitor.track_tasks and self.factory is None:
+            self.factory = _TaskFactory(self.monitor, self.loop.get_task_factory(), self.label)
+            self.loop.set_task_factory(self.factory)
         self._schedule()
 
     def _on_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -212,6 +276,11 @@ class _Beat:
                 self.loop.set_exception_handler(self.previous_handler)
             self.handler = None
             self.previous_handler = None
+        factory, self.factory = self.factory, None
+        if factory is not None:
+            previous = factory.previous
+            if self.loop.get_task_factory() is factory:  # not replaced since
+                self.loop.set_task_factory(previous)
 
 
 class _OpenStall:
@@ -431,6 +500,58 @@ class Monitor:
         self.active = False
         self.lost: collections.deque[LostError] = collections.deque(maxlen=200)
         self.previous_showwarning: Any = None
+        self.track_tasks = False
+        # id(task) -> (weakref, time made, creation site, loop label): tasks still pending
+        self.pending: dict[int, tuple[Any, float, str | None, str | None]] = {}
+        self.ended: collections.deque[TaskEnd] = collections.deque(maxlen=1000)
+
+    # -- tasks (tasks=True) ---------------------------------------------------------------
+
+    def task_made(self, task: asyncio.Future[Any], site: str | None, label: str | None) -> None:
+        key = id(task)
+        self.pending[key] = (weakref.ref(task), time.time(), site, label)
+        task.add_done_callback(self.task_done)
+
+    def task_done(self, task: asyncio.Future[Any]) -> None:
+        entry = self.pending.pop(id(task), None)
+        if entry is None or entry[0]() is not task:
+            return
+        _ref, made, site, label = entry
+        if task.cancelled():
+            outcome = "cancelled"
+        else:
+            # _exception, not exception(): reading must not mark it retrieved, or
+            # asyncio would no longer report an exception nobody awaited.
+            exc = getattr(task, "_exception", None)
+            if exc is None:
+                return
+            outcome = f"{type(exc).__name__}: {exc}"
+        name = task.get_name() if hasattr(task, "get_name") else "?"
+        self.ended.append(
+            TaskEnd(
+                label,
+                name,
+                _worker._coro_name(task),
+                outcome,
+                site,
+                time.time() - made,
+                time.time(),
+            )
+        )
+
+    def still_pending(
+        self, older_than: float
+    ) -> list[tuple[str, str, float, str | None, str | None]]:
+        """Tasks made while tasks=True ran that are still pending after *older_than* s."""
+        now = time.time()
+        out = []
+        for ref, made, site, label in list(self.pending.values()):
+            task = ref()
+            if task is None or task.done() or now - made < older_than:
+                continue
+            name = task.get_name() if hasattr(task, "get_name") else "?"
+            out.append((name, _worker._coro_name(task), now - made, site, label))
+        return out
 
     # -- "coroutine ... was never awaited" --------------------------------------------
 
@@ -478,9 +599,10 @@ class Monitor:
 
     # -- life cycle ------------------------------------------------------------------------
 
-    def start(self, every: float, threshold: float) -> None:
+    def start(self, every: float, threshold: float, tasks: bool = False) -> None:
         with self.lock:
             self.every, self.threshold = every, threshold
+            self.track_tasks = self.track_tasks or tasks
             if self.active:
                 return
             self.active = True
@@ -498,6 +620,7 @@ class Monitor:
             if not self.active:
                 return
             self.active = False
+            self.track_tasks = False
             beats = list(self.beats.values())
             self.beats.clear()
             thread, self.thread = self.thread, None

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._inspect import _short_path
 from .._views import _View, html_table, text_table
-from ._monitor import LostError, StallRecord, _ms
+from ._monitor import LostError, StallRecord, TaskEnd, _ms
 
 if TYPE_CHECKING:
     from ._monitor import Monitor
@@ -178,16 +178,47 @@ class LostView(_View):
             print(row["kind"], row["where"])
     """
 
-    def __init__(self, lost: list[LostError], active: bool) -> None:
+    def __init__(
+        self,
+        lost: list[LostError],
+        active: bool,
+        *,
+        pending: list[tuple[str, str, float, str | None, str | None]] | None = None,
+        ended: list[TaskEnd] | None = None,
+        older_than: float = 10.0,
+        tracking: bool = False,
+    ) -> None:
         self.lost = lost
         self.active = active
+        self.pending = pending or []
+        self.ended = ended or []
+        self.older_than = older_than
+        self.tracking = tracking
 
     def text(self) -> str:
-        if not self.lost:
+        lines: list[str] = []
+        if self.lost:
+            lines.append(f"lost errors ({len(self.lost)}):")
+            lines.extend(f"  {e.summary()}" for e in self.lost[-20:])
+        else:
             state = "" if self.active else " (loop health is off: %aio health start)"
-            return f"no lost errors recorded{state}"
-        lines = [f"lost errors ({len(self.lost)}):"]
-        lines.extend(f"  {e.summary()}" for e in self.lost[-20:])
+            lines.append(f"no lost errors recorded{state}")
+        if not self.tracking:
+            lines.append(
+                "tasks are not tracked: %aio health start --tasks for the tasks still pending "
+                "and the termination log"
+            )
+            return "\n".join(lines)
+        if self.pending:
+            lines.append(f"still pending after {_ms(self.older_than)} ({len(self.pending)}):")
+            for name, coro, age, site, loop in self.pending[:20]:
+                made = f", created at {site}" if site else ""
+                lines.append(f"  {name} {coro} on {loop}, pending for {_ms(age)}{made}")
+        else:
+            lines.append(f"no task pending for more than {_ms(self.older_than)}")
+        if self.ended:
+            lines.append(f"termination log ({len(self.ended)}, the last 20):")
+            lines.extend(f"  {t.summary()}" for t in self.ended[-20:])
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -195,6 +226,10 @@ class LostView(_View):
 
     def to_records(self) -> list[dict[str, Any]]:
         return [asdict(e) for e in self.lost]
+
+    def termination_records(self) -> list[dict[str, Any]]:
+        """One dict per task that ended cancelled or failed (every field of TaskEnd)."""
+        return [asdict(t) for t in self.ended]
 
 
 _ADVICE = {
