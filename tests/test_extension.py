@@ -7,8 +7,10 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.conftest import ROOT
@@ -429,3 +431,50 @@ def test_cell_magic_errors_name_the_cell_and_hide_the_bridge(kernel: Kernel) -> 
     err = kernel.execute("%%aio run\nawait asyncio.sleep(0)\nraise KeyError('inside')")
     assert err.ename == "KeyError" and "cell_body" not in err.traceback_text
     assert len(re.findall(r"loopbridge[/\\](\w+\.py)", err.traceback_text)) <= 1
+
+
+@pytest.mark.kernel
+@pytest.mark.timeout(120)
+def test_aio_watch_refreshes_one_display_in_place_and_stops() -> None:
+    """%aio watch shows a view, then updates that same display from a background thread:
+    the kernel keeps running cells meanwhile, and it stops after --for, on %aio watch
+    stop, and at unload."""
+    import queue
+
+    def updates(k: Any, seconds: float) -> list[dict[str, Any]]:
+        got, end = [], time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                msg = k.kc.get_iopub_msg(timeout=0.1)
+            except queue.Empty:
+                continue
+            if msg["msg_type"] in ("display_data", "update_display_data"):
+                got.append(msg)
+        return got
+
+    with running_kernel() as k:
+        k.ok("%load_ext loopbridge")
+        bad = k.execute("%aio watch loops --every 0")
+        assert bad.status == "error" and "expected a duration above zero" in bad.stderr
+        res = k.ok("%aio watch loops --every 0.2s --for 1.5s")
+        assert "refreshing every 0.2s for 1.5s" in res.stdout
+        fast = k.ok("print(1 + 1)")  # the kernel is not blocked by the watch
+        assert fast.stdout.strip() == "2"
+        got = updates(k, 2.5)
+        ids = {m["content"]["transient"]["display_id"] for m in got}
+        assert len(ids) == 1  # one display, updated in place
+        assert sum(m["msg_type"] == "update_display_data" for m in got) >= 3
+        assert "main" in got[-1]["content"]["data"]["text/plain"]
+        assert updates(k, 1.0) == []  # stopped by itself after --for
+
+        k.ok("%aio watch loops --every 0.2s --for 60s")
+        assert updates(k, 0.8)
+        k.ok("%aio watch stop")
+        updates(k, 0.3)  # one refresh may have been on its way
+        assert updates(k, 1.0) == []
+
+        k.ok("%aio watch loops --every 0.2s --for 60s")
+        assert updates(k, 0.8)
+        k.ok("%unload_ext loopbridge")  # unloading stops it too
+        updates(k, 0.3)
+        assert updates(k, 1.0) == []

@@ -32,6 +32,7 @@ import math
 import shlex
 import sys
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -141,6 +142,7 @@ class LoopBridge(Configurable):
         self._tracked: list[Any] = []  # weakrefs to loops we put our factory on
         self._previous_custom: tuple[tuple[type[BaseException], ...], Any] | None = None
         self._installed_custom: Any = None
+        self._watch_stop: threading.Event | None = None
         self._cell: int | None = None
         super().__init__(**kwargs)
 
@@ -253,6 +255,34 @@ class LoopBridge(Configurable):
         number = getattr(self.shell.compile, "_filename_map", {}).get(filename)
         return f"In[{number}]" if isinstance(number, int) and number > 0 else None
 
+    # -- %aio watch: one refreshing view at a time ----------------------------------
+
+    def _start_watch(
+        self, view: Callable[[], Any], handle: Any, every: float, duration: float
+    ) -> None:
+        stop = threading.Event()
+        self._watch_stop = stop
+        deadline = time.monotonic() + duration
+
+        def refresh() -> None:
+            while not stop.wait(every) and time.monotonic() < deadline:
+                try:
+                    handle.update(view())
+                except Exception:  # a view that fails once just skips a beat
+                    log.debug("%%aio watch: refresh failed", exc_info=True)
+
+        # the cell's context (its parent message) goes with the thread, so that the
+        # updates are routed to this cell's output
+        ctx = contextvars.copy_context()
+        threading.Thread(
+            target=ctx.run, args=(refresh,), name="loopbridge-watch", daemon=True
+        ).start()
+
+    def _stop_watch(self) -> None:
+        stop, self._watch_stop = self._watch_stop, None
+        if stop is not None:
+            stop.set()
+
     # -- loop health: a sync cell holding the kernel's loop is not a stall ----------
 
     def _watch_cells(self, on: bool) -> None:
@@ -352,6 +382,7 @@ class LoopBridge(Configurable):
 
     def unload(self) -> None:
         shell = self.shell
+        self._stop_watch()
         if "loopbridge.health" in sys.modules:  # started from here or not: stop it with us
             from . import health
 
@@ -575,6 +606,12 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with start: note task creation sites (termination log, tasks left pending)",
     )
+    wt = sub.add_parser("watch", help="a view that updates itself in place (tasks, loops, health)")
+    wt.add_argument("what", choices=("tasks", "loops", "health", "stop"))
+    wt.add_argument("--every", type=_duration_arg, default=1.0, help="refresh period (default 1s)")
+    wt.add_argument(
+        "--for", dest="duration", type=_duration_arg, default=60.0, help="stop after (default 60s)"
+    )
     kp = sub.add_parser("leaks", help="errors nobody saw, tasks left pending, the termination log")
     kp.add_argument(
         "--older",
@@ -697,6 +734,8 @@ class AioMagics(Magics):
                 return SettingView(label, on, on_text if on else off_text)
             if args.command == "health":
                 return self._health(args)
+            if args.command == "watch":
+                return self._watch(args)
             if args.command in ("leaks", "doctor"):
                 from . import health
 
@@ -732,6 +771,37 @@ class AioMagics(Magics):
             health.stop()
             self.settings._watch_cells(False)
         return health.report()
+
+    def _watch(self, args: argparse.Namespace) -> Any:
+        """Show a view, then refresh it in place from a daemon thread: the kernel stays
+        free; it stops after --for, at %aio watch stop (or a new %aio watch), or at
+        unload. ("Interrupt kernel" cannot reach it: an idle ipykernel ignores SIGINT.)"""
+        self.settings._stop_watch()
+        if args.what == "stop":
+            return None
+        s = self.settings
+        if args.what == "tasks":
+
+            def view() -> Any:
+                return inspect_tasks(per_page=s.page_size, timeout=s.snapshot_timeout)
+
+        elif args.what == "loops":
+
+            def view() -> Any:
+                return inspect_loops()
+
+        else:
+            from . import health
+
+            def view() -> Any:
+                return health.report()
+
+        from IPython.display import display
+
+        handle = display(view(), display_id=True)  # type: ignore[no-untyped-call]
+        print(f"refreshing every {args.every:g}s for {args.duration:g}s; %aio watch stop stops it")
+        s._start_watch(view, handle, args.every, args.duration)
+        return None
 
     def _run_cell(self, cell: str, timeout: float | None) -> Any:
         shell: Any = self.shell
