@@ -53,6 +53,11 @@ class StallRecord:
     waiting to run), ``gc`` (a garbage collection filled most of it), or
     ``unknown`` (no per-thread CPU clock here). ``cell_held`` marks a notebook cell
     that held the kernel's loop while it ran: the kernel doing its job.
+
+    Example::
+
+        for s in loopbridge.health.stalls():
+            print(s.cause, s.coroutine, s.where, s.code)
     """
 
     loop: str
@@ -89,7 +94,13 @@ class StallRecord:
 @dataclass
 class LostError:
     """An error nobody will see: a task destroyed while pending, an exception never
-    retrieved, a coroutine never awaited. Plain data, like the stall records."""
+    retrieved, a coroutine never awaited. Plain data, like the stall records.
+
+    Example::
+
+        for e in loopbridge.health.leaks().lost:
+            print(e.kind, e.where)
+    """
 
     kind: str  # "task destroyed pending" | "exception never retrieved" | "never awaited"
     message: str
@@ -105,7 +116,15 @@ class LostError:
 
 @dataclass
 class TaskEnd:
-    """A task that ended cancelled or with an exception (the termination log)."""
+    """A task that ended cancelled or with an exception (the termination log).
+
+    Example::
+
+        loopbridge.health.start(tasks=True)
+        ...
+        for t in loopbridge.health.leaks().ended:
+            print(t.outcome, t.created_at)
+    """
 
     loop: str | None
     task: str
