@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .. import _worker
+from .. import _inspect, _worker
 from ._histogram import LagHistogram
 from ._monitor import LostError, Monitor, StallRecord, TaskEnd, is_finite_positive, label_for
 from ._view import DoctorView, HealthView, LostView
@@ -105,7 +105,7 @@ def start(
     _the_monitor.start(every, threshold, tasks)
     _worker._record_sites = True  # bridge calls note their caller's line while this runs
     if chosen is None:
-        chosen = [gen.loop for gen in _worker_gens()]
+        chosen = [loop for _worker_loop, loop in _inspect.worker_loops()]
         running = asyncio._get_running_loop()
         if running is not None:
             chosen.append(running)
@@ -239,15 +239,6 @@ def doctor() -> DoctorView:
         print(loopbridge.health.doctor())
     """
     return DoctorView(report(), list(_the_monitor.lost))
-
-
-def _worker_gens() -> list[Any]:
-    out = []
-    for w in list(_worker._all_workers):
-        gen = w._gen
-        if gen is not None and not gen.loop.is_closed():
-            out.append(gen)
-    return out
 
 
 def _on_new_loop(loop: asyncio.AbstractEventLoop) -> None:
