@@ -466,3 +466,23 @@ def test_tracebacks_through_every_face_show_one_loopbridge_frame(
             case()
         frames = _loopbridge_frames(info.value)
         assert len(frames) == 1, frames
+
+
+def test_a_with_block_on_a_loop_with_a_classic_task_factory(
+    worker: loopbridge.WorkerLoop,
+) -> None:
+    made: list[str] = []
+
+    def classic(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
+        made.append(getattr(coro, "__qualname__", "?"))
+        return asyncio.Task(coro, loop=loop)
+
+    async def install() -> None:
+        asyncio.get_running_loop().set_task_factory(classic)  # type: ignore[arg-type]
+
+    worker.run_sync(install(), timeout=5)
+    face = loopbridge.sync_face(TaskBound(), worker=worker)
+    with face:
+        assert trace.get() == "inside"
+    assert trace.get() == "-"
+    assert any("Host._run" in m or "_run_capturing_context" in m for m in made)

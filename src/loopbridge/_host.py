@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,7 +34,6 @@ __all__ = ["END", "Host"]
 
 END: Any = object()  # what a step of an iterator returns when it is exhausted
 _MISSING: Any = object()
-_TASK_CONTEXT = sys.version_info >= (3, 11)
 
 # Hosts whose task is alive: kept referenced, so a dropped face never leaves a
 # pending task for the garbage collector ("Task was destroyed but it is pending").
@@ -196,12 +194,11 @@ class Host:
         if self.task is None:
             # The first step's context (a copy of the caller's) becomes the host's:
             # every step runs in it from here on.
-            loop = call.loop
-            name = f"loopbridge face: {self.name}"
-            if _TASK_CONTEXT:
-                self.task = loop.create_task(self._run(), name=name, context=call.ctx)
-            else:
-                self.task = call.ctx.run(loop.create_task, self._run(), name=name)
+            # Made the way the bridge makes a call's task: the loop's task factory,
+            # classic (loop, coro) factories included, and eager start where it applies.
+            task = self.worker._create_task(call.loop, self._run(), call)
+            task.set_name(f"loopbridge face: {self.name}")
+            self.task = task
             _live.add(self)
         return step
 
