@@ -76,27 +76,36 @@ _current_cell: Callable[[], int | None] = lambda: None  # noqa: E731 - replaced 
 _cell_of_file: Callable[[str], str | None] = lambda filename: None  # noqa: E731
 
 
-class _TrackingFactory:
-    """A task factory that records when (and in which cell) each task was made.
+class ChainingFactory:
+    """A task factory that makes the task the way the loop did before it was installed.
 
-    Chains to the factory that was installed before it, so a user's factory
-    (or ``asyncio.eager_task_factory``) keeps working; ``eager_start`` and
-    ``context`` are passed through, which lets the worker keep its eager start.
+    Chains to the factory that was there, so a user's factory (or
+    ``asyncio.eager_task_factory``) keeps working; ``eager_start`` and ``context``
+    are passed through, which lets the worker keep its eager start. Subclasses
+    note what they need in ``__call__`` after :meth:`make`.
     """
 
     def __init__(self, previous: Any) -> None:
         self.previous = previous
         # The worker passes eager_start=True only to a factory that says it takes it;
         # a user's factory underneath may not.
-        self.__loopbridge_eager__ = previous is None
+        self.__loopbridge_eager__ = previous is None or bool(
+            getattr(previous, "__loopbridge_eager__", False)
+        )
+
+    def make(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        if self.previous is not None:
+            return self.previous(loop, coro, **kwargs)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+
+class _TrackingFactory(ChainingFactory):
+    """A task factory that records when (and in which cell) each task was made."""
 
     def __call__(
         self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
     ) -> asyncio.Future[Any]:
-        if self.previous is not None:
-            task = self.previous(loop, coro, **kwargs)
-        else:
-            task = asyncio.Task(coro, loop=loop, **kwargs)
+        task = self.make(loop, coro, **kwargs)
         try:
             key = id(task)
             _created[key] = (weakref.ref(task, _forget(key)), time.time(), _current_cell())

@@ -30,6 +30,7 @@ from types import FrameType
 from typing import Any
 
 from .. import _loops, _worker
+from .._inspect import ChainingFactory
 from ._histogram import LagHistogram
 
 __all__ = ["Monitor", "StallRecord"]
@@ -139,25 +140,19 @@ class TaskEnd:
         return f"{self.task} {self.coroutine} {self.outcome} after {_ms(self.lived)}{made}"
 
 
-class _TaskFactory:
+class _TaskFactory(ChainingFactory):
     """While health runs with ``tasks=True``: note each task's creation site, and its
     end if it was cancelled or failed. Chains to the factory that was there."""
 
     def __init__(self, monitor: Monitor, previous: Any, label: str | None) -> None:
+        super().__init__(previous)
         self.monitor = monitor
-        self.previous = previous
         self.label = label
-        self.__loopbridge_eager__ = previous is None or getattr(
-            previous, "__loopbridge_eager__", False
-        )
 
     def __call__(
         self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
     ) -> asyncio.Future[Any]:
-        if self.previous is not None:
-            task = self.previous(loop, coro, **kwargs)
-        else:
-            task = asyncio.Task(coro, loop=loop, **kwargs)
+        task = self.make(loop, coro, **kwargs)
         if self.monitor.track_tasks:  # a factory left chained after stop() records nothing
             try:
                 self.monitor.task_made(task, _creation_site(), self.label)
