@@ -22,11 +22,11 @@ import loopbridge
 import loopbridge.health as health
 
 
-def idle_cpu(seconds: float, every: float | None) -> float:
+def idle_cpu(seconds: float, every: float | None, steps: bool = False) -> float:
     """CPU seconds per wall second of the whole process while the worker idles."""
     wl = loopbridge.WorkerLoop(name="idle").start()
     if every is not None:
-        health.start(every=every, threshold=0.1, loops=[wl.loop])
+        health.start(every=every, threshold=0.1, loops=[wl.loop], steps=steps)
     time.sleep(0.2)
     t0, c0 = time.perf_counter(), time.process_time()
     time.sleep(seconds)
@@ -63,12 +63,17 @@ def main() -> None:
     base = idle_cpu(seconds, None)
     at50 = idle_cpu(seconds, 0.05)
     at10 = idle_cpu(seconds, 0.01)
+    sampled = idle_cpu(seconds, 0.05, steps=True)
     print(f"Idle worker loop, {seconds:.0f} s each: process CPU per wall second\n")
     print("| health | CPU | added |")
     print("|---|---|---|")
     print(f"| off | {base * 100:.2f}% | |")
     print(f"| on, every 50 ms | {at50 * 100:.2f}% | {(at50 - base) * 100:+.2f} points |")
     print(f"| on, every 10 ms | {at10 * 100:.2f}% | {(at10 - base) * 100:+.2f} points |")
+    print(
+        f"| on, every 50 ms, steps=True (sampling every 10 ms) | {sampled * 100:.2f}% | "
+        f"{(sampled - base) * 100:+.2f} points |"
+    )
 
     wl = loopbridge.WorkerLoop(name="busy").start()
     busy_rate(wl, total // 10)  # warm up
@@ -79,9 +84,11 @@ def main() -> None:
 
     with_tasks: list[float] = []
     task_ratios: list[float] = []
+    with_steps: list[float] = []
+    step_ratios: list[float] = []
 
-    def with_health(tasks: bool = False) -> float:
-        health.start(every=0.05, threshold=0.1, loops=[wl.loop], tasks=tasks)
+    def with_health(tasks: bool = False, steps: bool = False) -> float:
+        health.start(every=0.05, threshold=0.1, loops=[wl.loop], tasks=tasks, steps=steps)
         time.sleep(0.06)  # the first heartbeat installs the hooks
         try:
             return busy_rate(wl, total)
@@ -105,6 +112,13 @@ def main() -> None:
             d, a = with_health(tasks=True), busy_rate(wl, total)
         with_tasks.append(d)
         task_ratios.append(d / a)
+    for r in range(max(rounds // 2, 2)):
+        if r % 2 == 0:
+            a, e = busy_rate(wl, total), with_health(steps=True)
+        else:
+            e, a = with_health(steps=True), busy_rate(wl, total)
+        with_steps.append(e)
+        step_ratios.append(e / a)
     wl.close()
     med_off, med_on = statistics.median(off), statistics.median(on)
     print(f"\nBusy worker loop: {total:,} trivial tasks in waves of 1,000; {rounds} rounds\n")
@@ -116,6 +130,10 @@ def main() -> None:
     print(
         f"| on, with tasks=True (creation sites, termination log) | "
         f"{statistics.median(with_tasks):,.0f} | {statistics.median(task_ratios):.3f}x |"
+    )
+    print(
+        f"| on, with steps=True (sampling every 10 ms) | "
+        f"{statistics.median(with_steps):,.0f} | {statistics.median(step_ratios):.3f}x |"
     )
 
 

@@ -398,3 +398,46 @@ def test_tasks_mode_puts_the_task_factory_back() -> None:
     time.sleep(0.05)
     assert wl.run_sync(factory_now(), timeout=5) is before
     wl.close()
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_slow_steps_show_where_each_loops_time_went(loop_kind: str) -> None:
+    """Steps too short to be stalls (30 ms, under the 100 ms threshold) still show up, per
+    coroutine, with the longest run and the line: sampled, so uvloop is covered too."""
+    factory = None
+    if loop_kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        factory = uvloop.new_event_loop
+    wl = loopbridge.WorkerLoop(name=f"steps-{loop_kind}", loop_factory=factory).start()
+    health.clear()
+    health.start(every=0.02, threshold=0.1, loops=[wl.loop], steps=True)
+    try:
+
+        async def chunky() -> None:
+            for _ in range(12):
+                time.sleep(0.03)  # a 30 ms step: lag, never a stall
+                await asyncio.sleep(0)
+
+        async def light() -> None:
+            for _ in range(12):
+                await asyncio.sleep(0.001)
+
+        async def both() -> None:
+            await asyncio.gather(chunky(), light())
+
+        wl.run_sync(both(), timeout=10)
+        rows = health.slow_steps().to_records()
+    finally:
+        health.stop()
+        wl.close()
+    mine = [r for r in rows if r["loop"] == f"loopbridge-steps-{loop_kind}"]
+    top = mine[0]
+    assert top["what"].startswith("task ") and top["what"].endswith("chunky()")
+    assert 0.2 < top["total"] < 0.8  # about 12 x 30 ms
+    assert 0.015 <= top["longest"] <= 0.08  # one step of 30 ms, not the whole call
+    assert top["where"] is not None and "time.sleep(0.03)" not in top["where"]
+    assert "test_health.py" in top["where"] and "chunky" in top["where"]
+    assert not any("light()" in r["what"] and r["total"] > 0.1 for r in mine)
+    text = str(health.slow_steps())  # still readable after stop
+    assert "where the loops' time went" in text and "longest run" in text
+    assert not any("threading.py" in (r["where"] or "") for r in mine)  # idle is not work

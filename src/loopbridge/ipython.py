@@ -588,7 +588,9 @@ def _build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("reroute", help="asyncio.run in cells goes to the worker")
     rp.add_argument("switch", choices=("on", "off", "status"), nargs="?", default="status")
     hp = sub.add_parser("health", help="scheduling lag per loop, and stalls with their stacks")
-    hp.add_argument("action", choices=("start", "stop", "status"), nargs="?", default="status")
+    hp.add_argument(
+        "action", choices=("start", "stop", "status", "steps"), nargs="?", default="status"
+    )
     hp.add_argument(
         "--every", type=_duration_arg, default=0.05, help="heartbeat period (default 50ms)"
     )
@@ -605,6 +607,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--tasks",
         action="store_true",
         help="with start: note task creation sites (termination log, tasks left pending)",
+    )
+    hp.add_argument(
+        "--steps",
+        action="store_true",
+        help="with start: sample what each loop runs (%%aio health steps: where time went)",
     )
     wt = sub.add_parser("watch", help="a view that updates itself in place (tasks, loops, health)")
     wt.add_argument("what", choices=("tasks", "loops", "health", "stop"))
@@ -765,11 +772,19 @@ class AioMagics(Magics):
                         f"%aio health start --loop {args.loop}: no loop's label or role "
                         "matches; %aio loops lists them"
                     )
-            health.start(every=args.every, threshold=args.threshold, loops=loops, tasks=args.tasks)
+            health.start(
+                every=args.every,
+                threshold=args.threshold,
+                loops=loops,
+                tasks=args.tasks,
+                steps=args.steps,
+            )
             self.settings._watch_cells(True)
         elif args.action == "stop":
             health.stop()
             self.settings._watch_cells(False)
+        elif args.action == "steps":
+            return health.slow_steps()
         return health.report()
 
     def _watch(self, args: argparse.Namespace) -> Any:

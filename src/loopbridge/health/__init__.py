@@ -30,7 +30,7 @@ from typing import Any
 from .. import _inspect, _worker
 from ._histogram import LagHistogram
 from ._monitor import LostError, Monitor, StallRecord, TaskEnd, is_finite_positive, label_for
-from ._view import DoctorView, HealthView, LostView
+from ._view import DoctorView, HealthView, LostView, StepsView
 
 __all__ = [
     "DoctorView",
@@ -39,12 +39,14 @@ __all__ = [
     "LostError",
     "LostView",
     "StallRecord",
+    "StepsView",
     "TaskEnd",
     "clear",
     "doctor",
     "is_running",
     "leaks",
     "report",
+    "slow_steps",
     "stalls",
     "start",
     "stop",
@@ -53,6 +55,7 @@ __all__ = [
 ]
 
 _the_monitor = Monitor()
+_STEP_PERIOD = 0.01  # seconds between samples of what each loop runs (steps=True)
 
 
 def _check_seconds(value: object, name: str) -> float:
@@ -80,6 +83,7 @@ def start(
     threshold: float = 0.1,
     loops: list[Any] | None = None,
     tasks: bool = False,
+    steps: bool = False,
 ) -> list[str]:
     """Start watching; return the labels of the loops now watched.
 
@@ -92,6 +96,10 @@ def start(
             the watched loops), for the termination log (tasks that ended cancelled
             or failed) and the tasks still pending long after they were made. It
             costs each task creation a few microseconds (``benchmarks/health.py``).
+        steps: also sample, every 10 ms, what each watched loop is running (its
+            task's coroutine, or a callback's line), for :func:`slow_steps`: where
+            each loop's time goes, the longest runs first. Statistical, no hook in
+            the loop, so uvloop is covered too.
 
     Example::
 
@@ -100,9 +108,10 @@ def start(
     every = _check_seconds(every, "every")
     threshold = _check_seconds(threshold, "threshold")
     chosen = [_check_loop(lp) for lp in loops] if loops is not None else None
-    if not isinstance(tasks, bool):
-        raise TypeError(f"tasks must be True or False, got {tasks!r}.")
-    _the_monitor.start(every, threshold, tasks)
+    for flag, value in (("tasks", tasks), ("steps", steps)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{flag} must be True or False, got {value!r}.")
+    _the_monitor.start(every, threshold, tasks, _STEP_PERIOD if steps else None)
     _worker._record_sites = True  # bridge calls note their caller's line while this runs
     if chosen is None:
         chosen = [loop for _worker_loop, loop in _inspect.worker_loops()]
@@ -193,6 +202,24 @@ def report() -> HealthView:
     return HealthView.from_monitor(_the_monitor)
 
 
+def slow_steps() -> StepsView:
+    """Where each watched loop's time went (with ``start(steps=True)``): per task
+    coroutine or callback line, the sampled time on the loop and the longest
+    uninterrupted run, largest first. Readable after :func:`stop` too.
+
+    Example::
+
+        loopbridge.health.start(steps=True)
+        ...
+        print(loopbridge.health.slow_steps())
+    """
+    m = _the_monitor
+    sampler = m.sampler
+    rows = sampler.rows() if sampler is not None else list(m.step_rows)
+    period = sampler.period if sampler is not None else _STEP_PERIOD
+    return StepsView(rows, sampling=sampler is not None or bool(rows), period=period)
+
+
 def clear() -> None:
     """Forget the stall records and lost errors taken so far (the lag histograms stay).
 
@@ -203,6 +230,9 @@ def clear() -> None:
     _the_monitor.records.clear()
     _the_monitor.lost.clear()
     _the_monitor.ended.clear()
+    _the_monitor.step_rows = []
+    if _the_monitor.sampler is not None:
+        _the_monitor.sampler.stats.clear()
 
 
 def leaks(*, older_than: float = 10.0) -> LostView:
@@ -238,7 +268,7 @@ def doctor() -> DoctorView:
 
         print(loopbridge.health.doctor())
     """
-    return DoctorView(report(), list(_the_monitor.lost))
+    return DoctorView(report(), list(_the_monitor.lost), slow_steps())
 
 
 def _on_new_loop(loop: asyncio.AbstractEventLoop) -> None:

@@ -20,6 +20,7 @@ import gc
 import linecache
 import math
 import os
+import selectors
 import sys
 import threading
 import time
@@ -138,6 +139,114 @@ class TaskEnd:
     def summary(self) -> str:
         made = f", created at {self.created_at}" if self.created_at else ""
         return f"{self.task} {self.coroutine} {self.outcome} after {_ms(self.lived)}{made}"
+
+
+class _StepStats:
+    """Samples of what one loop was running: per task coroutine or callback line."""
+
+    __slots__ = ("last_key", "longest", "run", "samples", "where")
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.run = 0  # consecutive samples of the same running task or callback
+        self.longest = 0
+        self.where: collections.Counter[str] = collections.Counter()
+        self.last_key: object = None
+
+
+class _StepSampler:
+    """``steps=True``: the watchdog also samples, every ``period`` seconds, what each
+    watched loop is running (its current task, or the callback's line), from the
+    loop thread's stack. A statistical profile, the way py-spy works: it needs no
+    hook in the loop, so it serves uvloop as well as asyncio's own loops."""
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.next = 0.0
+        # (loop label, what) -> stats; what = "task coroutine()" or "callback at file:line"
+        self.stats: dict[tuple[str, str], _StepStats] = {}
+        self.running: dict[int, tuple[tuple[str, str], tuple[int, int]] | None] = {}
+
+    def sample(self, beats: list[_Beat]) -> None:
+        frames = sys._current_frames()
+        for beat in beats:
+            ident = beat.thread_id
+            frame = frames.get(ident) if ident is not None else None
+            if frame is None or beat.loop.is_closed():
+                continue
+            key, runner, where = _what_runs(beat.loop, frame)
+            # A heartbeat between two samples means the loop got round in between:
+            # the run was broken even if the same task runs again (runs are told
+            # apart to the heartbeat's resolution).
+            marker = (runner, beat.hist.count)
+            previous = self.running.get(id(beat))
+            if key is None:  # idle: waiting in select()
+                self.running[id(beat)] = None
+                continue
+            full = (beat.label or "?", key)
+            stats = self.stats.get(full)
+            if stats is None:
+                if len(self.stats) >= 500:  # bounded: the rarely seen go first
+                    rare = min(self.stats, key=lambda k: self.stats[k].samples)
+                    del self.stats[rare]
+                stats = self.stats[full] = _StepStats()
+            stats.samples += 1
+            if where:
+                stats.where[where] += 1
+            same = previous is not None and previous[0] == full and previous[1] == marker
+            stats.run = stats.run + 1 if same else 1
+            stats.longest = max(stats.longest, stats.run)
+            self.running[id(beat)] = (full, marker)
+        del frames
+
+    def rows(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for (loop, what), st in self.stats.items():
+            where = st.where.most_common(1)[0][0] if st.where else None
+            out.append(
+                {
+                    "loop": loop,
+                    "what": what,
+                    "samples": st.samples,
+                    "total": st.samples * self.period,
+                    "longest": st.longest * self.period,
+                    "where": where,
+                }
+            )
+        out.sort(key=lambda r: r["total"], reverse=True)
+        return out
+
+
+def _what_runs(loop: asyncio.AbstractEventLoop, frame: Any) -> tuple[str | None, int, str | None]:
+    """What *loop*'s thread runs now: (key, a marker for "the same run", user line)."""
+    innermost = frame
+    where = None
+    f = frame
+    depth = 0
+    while f is not None and depth < 40:
+        co = f.f_code
+        if where is None and not co.co_filename.startswith((_HERE, _ASYNCIO, _SELECTORS)):
+            name = getattr(co, "co_qualname", co.co_name)
+            where = f"{co.co_filename}:{f.f_lineno} in {name}"
+        f = f.f_back
+        depth += 1
+    code = innermost.f_code
+    if code.co_filename.startswith(_SELECTORS) or (
+        code.co_filename.startswith(_HERE) and code.co_name == "_thread_main"
+    ):
+        # waiting in select() (asyncio), or inside a compiled loop's run_forever with
+        # no Python frame above the worker's thread function (uvloop): idle
+        return None, 0, None
+    task = None
+    try:
+        task = asyncio.tasks._current_tasks.get(loop)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - another interpreter's layout
+        pass
+    if task is not None:
+        return f"task {_worker._coro_name(task)}", id(task), where
+    if where is None:
+        return None, 0, None  # loop machinery only
+    return f"callback at {where}", 0, where
 
 
 class _TaskFactory(ChainingFactory):
@@ -452,6 +561,7 @@ def _read_clock(clock: int | None) -> float | None:
 
 _HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the loopbridge package
 _ASYNCIO = os.path.dirname(os.path.abspath(asyncio.__file__))
+_SELECTORS = os.path.abspath(selectors.__file__)
 
 
 def _read_stack(frame: Any) -> tuple[list[str], str | None, str | None, bool]:
@@ -515,6 +625,8 @@ class Monitor:
         self.lost: collections.deque[LostError] = collections.deque(maxlen=200)
         self.previous_showwarning: Any = None
         self.track_tasks = False
+        self.sampler: _StepSampler | None = None
+        self.step_rows: list[dict[str, Any]] = []
         # id(task) -> (weakref, time made, creation site, loop label): tasks still pending
         self.pending: dict[int, tuple[Any, float, str | None, str | None]] = {}
         self.ended: collections.deque[TaskEnd] = collections.deque(maxlen=1000)
@@ -613,10 +725,14 @@ class Monitor:
 
     # -- life cycle ------------------------------------------------------------------------
 
-    def start(self, every: float, threshold: float, tasks: bool = False) -> None:
+    def start(
+        self, every: float, threshold: float, tasks: bool = False, steps: float | None = None
+    ) -> None:
         with self.lock:
             self.every, self.threshold = every, threshold
             self.track_tasks = self.track_tasks or tasks
+            if steps is not None and self.sampler is None:
+                self.sampler = _StepSampler(steps)
             if self.active:
                 return
             self.active = True
@@ -635,6 +751,9 @@ class Monitor:
                 return
             self.active = False
             self.track_tasks = False
+            if self.sampler is not None:
+                self.step_rows = self.sampler.rows()  # kept for reading after stop
+                self.sampler = None
             beats = list(self.beats.values())
             self.beats.clear()
             thread, self.thread = self.thread, None
@@ -676,12 +795,22 @@ class Monitor:
         while not self.stopping.wait(pause):
             now = time.perf_counter()
             wake = now + self.threshold
-            for beat in list(self.beats.values()):
+            beats = list(self.beats.values())
+            for beat in beats:
                 try:
                     wake = min(wake, self.check(beat, now))
                 except Exception:  # noqa: BLE001 - the watchdog must outlive any one loop
                     pass
-            pause = min(max(wake - time.perf_counter(), 0.002), self.threshold)
+            sampler = self.sampler
+            if sampler is not None:
+                if now >= sampler.next:
+                    try:
+                        sampler.sample(beats)
+                    except Exception:  # noqa: BLE001 - a failed sample is just skipped
+                        pass
+                    sampler.next = now + sampler.period
+                wake = min(wake, sampler.next)
+            pause = min(max(wake - time.perf_counter(), 0.001), self.threshold)
 
     def check(self, beat: _Beat, now: float) -> float:
         """Look at one beat; return when it next needs a look."""

@@ -13,7 +13,7 @@ from ._monitor import LostError, StallRecord, TaskEnd, _ms
 if TYPE_CHECKING:
     from ._monitor import Monitor
 
-__all__ = ["DoctorView", "HealthView", "LostView"]
+__all__ = ["DoctorView", "HealthView", "LostView", "StepsView"]
 
 _BARS = "▁▂▃▄▅▆▇█"
 _HEADERS = ("loop", "thread", "beats", "p50", "p90", "p99", "max", "recent")
@@ -270,6 +270,58 @@ _ADVICE = {
 }
 
 
+_STEP_HEADERS = ("loop", "running", "time", "longest run", "samples", "mostly at")
+
+
+class StepsView(_View):
+    """Where each loop's time went, sampled (``loopbridge.health.slow_steps()``).
+
+    Example::
+
+        for row in loopbridge.health.slow_steps().to_records():
+            print(row["what"], row["total"], row["longest"])
+    """
+
+    def __init__(self, rows: list[dict[str, Any]], *, sampling: bool, period: float) -> None:
+        self.rows = rows
+        self.sampling = sampling
+        self.period = period
+
+    def _table_rows(self, limit: int = 15) -> list[list[str]]:
+        return [
+            [
+                str(r["loop"]),
+                str(r["what"]),
+                _ms(r["total"]),
+                _ms(r["longest"]),
+                str(r["samples"]),
+                _short_where(r["where"]) if r["where"] else "",
+            ]
+            for r in self.rows[:limit]
+        ]
+
+    def text(self) -> str:
+        if not self.sampling:
+            return "steps are not sampled: loopbridge.health.start(steps=True) or --steps"
+        if not self.rows:
+            return "no loop has run anything yet"
+        head = (
+            f"where the loops' time went (sampled every {_ms(self.period)}; times are "
+            "estimates: samples x period)"
+        )
+        return "\n".join([head, text_table(_STEP_HEADERS, self._table_rows())])
+
+    def _repr_html_(self) -> str:
+        if not self.rows:
+            return f"<pre>{html.escape(self.text())}</pre>"
+        return f"<p>{html.escape(self.text().splitlines()[0])}</p>" + html_table(
+            _STEP_HEADERS, self._table_rows()
+        )
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.rows]
+
+
 class DoctorView(_View):
     """One screen: the worst stalls with their stacks, the lost errors, what to do.
 
@@ -278,9 +330,12 @@ class DoctorView(_View):
         print(loopbridge.health.doctor())
     """
 
-    def __init__(self, health: HealthView, lost: list[LostError]) -> None:
+    def __init__(
+        self, health: HealthView, lost: list[LostError], steps: StepsView | None = None
+    ) -> None:
         self.health = health
         self.lost = lost
+        self.steps = steps
 
     def _lines(self) -> list[str]:
         out: list[str] = []
@@ -301,6 +356,21 @@ class DoctorView(_View):
             out.append("")
             out.extend(self.health._stall_lines(stall))
             out.append(f"  what to do: {_ADVICE.get(stall.cause.split(',')[0], '')}")
+        if self.steps is not None and self.steps.rows:
+            busy = [r for r in self.steps.rows if r["longest"] >= 0.02][:3]
+            if busy:
+                out.append("")
+                out.append("slowest steps (sampled):")
+                out.extend(
+                    f"  {r['what']} on {r['loop']}: runs up to {_ms(r['longest'])}, "
+                    f"{_ms(r['total'])} in all"
+                    + (f", mostly at {_short_where(r['where'])}" if r["where"] else "")
+                    for r in busy
+                )
+                out.append(
+                    "  what to do: a step that runs long without awaiting delays every other "
+                    "task on its loop: await more often, or move its work off the loop."
+                )
         held = [s for s in self.health.stalls if s.cell_held]
         if held:
             longest = max(s.duration for s in held)
