@@ -144,14 +144,13 @@ class TaskEnd:
 class _StepStats:
     """Samples of what one loop was running: per task coroutine or callback line."""
 
-    __slots__ = ("last_key", "longest", "run", "samples", "where")
+    __slots__ = ("longest", "run", "samples", "where")
 
     def __init__(self) -> None:
         self.samples = 0
         self.run = 0  # consecutive samples of the same running task or callback
         self.longest = 0
         self.where: collections.Counter[str] = collections.Counter()
-        self.last_key: object = None
 
 
 class _StepSampler:
