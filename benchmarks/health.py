@@ -105,20 +105,20 @@ def main() -> None:
         on.append(b)
         ratios.append(b / a)
         control.append(c / a)
-    for r in range(max(rounds // 2, 2)):  # tasks=True apart: its allocations shift GC state
-        if r % 2 == 0:
-            a, d = busy_rate(wl, total), with_health(tasks=True)
-        else:
-            d, a = with_health(tasks=True), busy_rate(wl, total)
-        with_tasks.append(d)
-        task_ratios.append(d / a)
-    for r in range(max(rounds // 2, 2)):
-        if r % 2 == 0:
-            a, e = busy_rate(wl, total), with_health(steps=True)
-        else:
-            e, a = with_health(steps=True), busy_rate(wl, total)
-        with_steps.append(e)
-        step_ratios.append(e / a)
+
+    def paired(option: str, rates: list[float], option_ratios: list[float]) -> None:
+        """Off against health with one option on, in AB/BA rounds of their own (the
+        option's allocations would shift the GC state of the rounds above)."""
+        for r in range(max(rounds // 2, 2)):
+            if r % 2 == 0:
+                a, x = busy_rate(wl, total), with_health(**{option: True})
+            else:
+                x, a = with_health(**{option: True}), busy_rate(wl, total)
+            rates.append(x)
+            option_ratios.append(x / a)
+
+    paired("tasks", with_tasks, task_ratios)
+    paired("steps", with_steps, step_ratios)
     wl.close()
     med_off, med_on = statistics.median(off), statistics.median(on)
     print(f"\nBusy worker loop: {total:,} trivial tasks in waves of 1,000; {rounds} rounds\n")
