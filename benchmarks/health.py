@@ -4,8 +4,9 @@ Part 1, idle: a worker loop does nothing for a few seconds; the process's CPU ti
 is read with health off, then with a 50 ms (and a 10 ms) heartbeat and the watchdog.
 Part 2, busy: a worker loop runs 200,000 trivial tasks in waves of 1,000; the
 throughput with health on is compared with the same run with health off, in
-interleaved rounds. aiomonitor is not measured side by side: it serves a telnet/web
-console rather than sampling lag, and is not installed here.
+interleaved rounds. aiomonitor (the peer: a console onto a running loop, with a
+termination log when it hooks the task factory) runs side by side on the same loop
+and workload when it is installed (``pip install aiomonitor``, in the bench extra).
 
     python benchmarks/health.py [--quick]
 """
@@ -14,25 +15,58 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib.util
 import platform
+import socket
 import statistics
 import time
+from collections.abc import Iterator
 
 import loopbridge
 import loopbridge.health as health
 
 
-def idle_cpu(seconds: float, every: float | None, steps: bool = False) -> float:
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@contextlib.contextmanager
+def aiomonitor_on(loop: asyncio.AbstractEventLoop, hook: bool) -> Iterator[None]:
+    """aiomonitor watching *loop* (its own thread and servers), as its docs start it."""
+    import aiomonitor
+
+    a, b, c = _free_ports(3)
+    mon = aiomonitor.start_monitor(
+        loop, port=a, webui_port=b, console_port=c, hook_task_factory=hook
+    )
+    try:
+        yield
+    finally:
+        mon.close()
+
+
+def idle_cpu(
+    seconds: float, every: float | None, steps: bool = False, aiomonitor: bool = False
+) -> float:
     """CPU seconds per wall second of the whole process while the worker idles."""
     wl = loopbridge.WorkerLoop(name="idle").start()
-    if every is not None:
-        health.start(every=every, threshold=0.1, loops=[wl.loop], steps=steps)
-    time.sleep(0.2)
-    t0, c0 = time.perf_counter(), time.process_time()
-    time.sleep(seconds)
-    used = (time.process_time() - c0) / (time.perf_counter() - t0)
-    if every is not None:
-        health.stop()
+    with contextlib.ExitStack() as stack:
+        if every is not None:
+            health.start(every=every, threshold=0.1, loops=[wl.loop], steps=steps)
+            stack.callback(health.stop)
+        if aiomonitor:
+            stack.enter_context(aiomonitor_on(wl.loop, hook=True))
+        time.sleep(0.2)
+        t0, c0 = time.perf_counter(), time.process_time()
+        time.sleep(seconds)
+        used = (time.process_time() - c0) / (time.perf_counter() - t0)
     wl.close()
     return used
 
@@ -64,6 +98,8 @@ def main() -> None:
     at50 = idle_cpu(seconds, 0.05)
     at10 = idle_cpu(seconds, 0.01)
     sampled = idle_cpu(seconds, 0.05, steps=True)
+    has_peer = importlib.util.find_spec("aiomonitor") is not None
+    peer_idle = idle_cpu(seconds, None, aiomonitor=True) if has_peer else None
     print(f"Idle worker loop, {seconds:.0f} s each: process CPU per wall second\n")
     print("| health | CPU | added |")
     print("|---|---|---|")
@@ -71,9 +107,14 @@ def main() -> None:
     print(f"| on, every 50 ms | {at50 * 100:.2f}% | {(at50 - base) * 100:+.2f} points |")
     print(f"| on, every 10 ms | {at10 * 100:.2f}% | {(at10 - base) * 100:+.2f} points |")
     print(
-        f"| on, every 50 ms, steps=True (sampling every 10 ms) | {sampled * 100:.2f}% | "
-        f"{(sampled - base) * 100:+.2f} points |"
+        f"| on, every 50 ms, steps=True (timed steps, sampling every 10 ms) | "
+        f"{sampled * 100:.2f}% | {(sampled - base) * 100:+.2f} points |"
     )
+    if peer_idle is not None:
+        print(
+            f"| aiomonitor instead (hook_task_factory=True) | {peer_idle * 100:.2f}% | "
+            f"{(peer_idle - base) * 100:+.2f} points |"
+        )
 
     wl = loopbridge.WorkerLoop(name="busy").start()
     busy_rate(wl, total // 10)  # warm up
@@ -119,6 +160,24 @@ def main() -> None:
 
     paired("tasks", with_tasks, task_ratios)
     paired("steps", with_steps, step_ratios)
+
+    peer: dict[bool, tuple[list[float], list[float]]] = {}
+    if has_peer:
+
+        def with_peer(hook: bool) -> float:
+            with aiomonitor_on(wl.loop, hook):
+                time.sleep(0.06)
+                return busy_rate(wl, total)
+
+        for hook in (False, True):
+            rates, peer_ratios = peer[hook] = ([], [])
+            for r in range(max(rounds // 2, 2)):
+                if r % 2 == 0:
+                    a, x = busy_rate(wl, total), with_peer(hook)
+                else:
+                    x, a = with_peer(hook), busy_rate(wl, total)
+                rates.append(x)
+                peer_ratios.append(x / a)
     wl.close()
     med_off, med_on = statistics.median(off), statistics.median(on)
     print(f"\nBusy worker loop: {total:,} trivial tasks in waves of 1,000; {rounds} rounds\n")
@@ -132,9 +191,17 @@ def main() -> None:
         f"{statistics.median(with_tasks):,.0f} | {statistics.median(task_ratios):.3f}x |"
     )
     print(
-        f"| on, with steps=True (sampling every 10 ms) | "
+        f"| on, with steps=True (every task step timed; sampling every 10 ms) | "
         f"{statistics.median(with_steps):,.0f} | {statistics.median(step_ratios):.3f}x |"
     )
+    for hook, (rates, peer_ratios) in peer.items():
+        what = "with its task factory (termination log)" if hook else "console only"
+        print(
+            f"| aiomonitor instead, {what} | {statistics.median(rates):,.0f} | "
+            f"{statistics.median(peer_ratios):.3f}x |"
+        )
+    if not has_peer:
+        print("\n(aiomonitor is not installed: pip install aiomonitor to measure it alongside)")
 
 
 if __name__ == "__main__":

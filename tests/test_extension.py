@@ -438,7 +438,7 @@ def test_cell_magic_errors_name_the_cell_and_hide_the_bridge(kernel: Kernel) -> 
 def test_aio_watch_refreshes_one_display_in_place_and_stops() -> None:
     """%aio watch shows a view, then updates that same display from a background thread:
     the kernel keeps running cells meanwhile, and it stops after --for, on %aio watch
-    stop, and at unload."""
+    stop, on "Interrupt kernel" between cells, and at unload."""
     import queue
 
     def updates(k: Any, seconds: float) -> list[dict[str, Any]]:
@@ -472,6 +472,20 @@ def test_aio_watch_refreshes_one_display_in_place_and_stops() -> None:
         k.ok("%aio watch stop")
         updates(k, 0.3)  # one refresh may have been on its way
         assert updates(k, 1.0) == []
+
+        # "Interrupt kernel" while no cell runs reaches the watch (an idle ipykernel
+        # ignores SIGINT otherwise), and leaves the kernel as it was
+        k.ok("%aio watch loops --every 0.2s --for 60s")
+        assert updates(k, 0.8)
+        k.km.interrupt_kernel()
+        updates(k, 0.3)
+        assert updates(k, 1.0) == []
+        assert k.ok("print(3 * 3)").stdout.strip() == "9"
+        k.km.interrupt_kernel()  # no watch: ignored, as before
+        time.sleep(0.3)
+        assert k.ok("print(4 * 4)").stdout.strip() == "16"
+        res = k.ok("import signal; print(signal.getsignal(signal.SIGINT))")
+        assert "default_int_handler" in res.stdout  # the cell's own handler, as ever
 
         k.ok("%aio watch loops --every 0.2s --for 60s")
         assert updates(k, 0.8)

@@ -239,6 +239,36 @@ def test_in_a_kernel_a_sync_cell_is_not_a_stall_but_a_blocked_worker_is() -> Non
         assert res.stdout.strip() == "False"
 
 
+@pytest.mark.kernel
+@pytest.mark.timeout(120)
+def test_in_a_kernel_a_task_left_by_a_cell_is_tied_to_that_cell() -> None:
+    """%aio leaks names the cell that started a task still pending after it ended; a
+    cell still running owns its tasks."""
+    with running_kernel() as k:
+        k.ok("%load_ext loopbridge")
+        k.ok("import asyncio, time, loopbridge\n%aio health start --tasks")
+        made = k.ok(
+            "async def forgotten():\n    await asyncio.sleep(3600)\n"
+            "t = asyncio.ensure_future(forgotten())"
+        )
+        number = made.execution_count
+        k.ok("time.sleep(0.4)")
+        res = k.ok("print(repr(get_ipython().run_line_magic('aio', 'leaks --older 0.2')))")
+        out = res.stdout
+        assert "forgotten()" in out, out
+        assert f"after cell In[{number}] that made it ended" in out
+        assert f"created at In[{number}]:3 in <module>" in out
+        # a cell that still runs owns what it made
+        res = k.ok(
+            "async def busy():\n    await asyncio.sleep(3600)\n"
+            "b = asyncio.ensure_future(busy())\n"
+            "time.sleep(0.4)\n"
+            "print(repr(loopbridge.health.leaks(older_than=0.2)))"
+        )
+        assert "busy()" not in res.stdout and "forgotten()" in res.stdout
+        k.ok("t.cancel(); b.cancel()\n%aio health stop")
+
+
 def test_lost_errors_are_caught_without_replacing_anyones_handlers(
     watched: loopbridge.WorkerLoop,
 ) -> None:
@@ -370,10 +400,14 @@ def test_tasks_mode_keeps_a_termination_log_and_finds_tasks_left_pending() -> No
         assert failed.created_at.endswith("plant")  # the function that made it (3.10: no qualname)
         cancelled = [t for c, t in outcomes.items() if c.endswith("forever()")]
         assert [t.outcome for t in cancelled] == ["cancelled"]
-        pending = [p for p in view.pending if p[1].endswith("forever()")]
-        assert len(pending) == 1 and pending[0][4] == "loopbridge-tasks"
+        pending = [p for p in view.pending if p.coroutine.endswith("forever()")]
+        assert len(pending) == 1 and pending[0].loop == "loopbridge-tasks"
+        # it outlived the run_sync call's task that made it
+        assert pending[0].owner is not None and pending[0].owner.endswith("plant()")
+        assert 0.1 <= pending[0].overdue < pending[0].age
         text = str(view)
-        assert "termination log (2" in text and "still pending after 100 ms (1)" in text
+        assert "termination log (2" in text and "tasks left pending (1;" in text
+        assert "plant() that made it ended" in text
         # reading the failure did not mark it retrieved: asyncio still reports it
         failing, leftover = plant.keep  # type: ignore[attr-defined]
         assert failing._log_traceback is True
@@ -433,11 +467,165 @@ def test_slow_steps_show_where_each_loops_time_went(loop_kind: str) -> None:
     mine = [r for r in rows if r["loop"] == f"loopbridge-steps-{loop_kind}"]
     top = mine[0]
     assert top["what"].startswith("task ") and top["what"].endswith("chunky()")
-    assert 0.2 < top["total"] < 0.8  # about 12 x 30 ms
-    assert 0.015 <= top["longest"] <= 0.08  # one step of 30 ms, not the whole call
+    # timed exactly through the task factory: 12 suspensions make 13 steps
+    assert top["timed"] is True and top["steps"] == 13
+    assert 0.34 < top["total"] < 0.8  # 12 x 30 ms, and a little
+    assert 0.029 <= top["longest"] <= 0.08  # one step of 30 ms, not the whole call
+    span = top["span"]
+    assert span is not None and "test_health.py" in span and "chunky" in span
+    light_row = next(r for r in mine if r["what"].endswith("light()"))
+    assert light_row["steps"] == 13 and light_row["longest"] < 0.01
     assert top["where"] is not None and "time.sleep(0.03)" not in top["where"]
     assert "test_health.py" in top["where"] and "chunky" in top["where"]
     assert not any("light()" in r["what"] and r["total"] > 0.1 for r in mine)
     text = str(health.slow_steps())  # still readable after stop
     assert "where the loops' time went" in text and "longest run" in text
+    assert "timed exactly" in text
     assert not any("threading.py" in (r["where"] or "") for r in mine)  # idle is not work
+
+
+def test_timed_tasks_look_like_their_own_coroutines_to_everyone() -> None:
+    """steps=True wraps each task's coroutine to time its steps: inspection (%aio where,
+    inspect.getcoroutinestate), anyio task groups, cancellation and errors must not see
+    a difference."""
+    import inspect
+
+    anyio = pytest.importorskip("anyio")
+    wl = loopbridge.WorkerLoop(name="timed").start()
+    health.clear()
+    health.start(every=0.01, threshold=0.1, loops=[wl.loop], steps=True)
+    time.sleep(0.05)
+    try:
+        started = threading.Event()
+
+        async def parked() -> None:
+            started.set()
+            await asyncio.sleep(3600)  # the line %aio where must show
+
+        async def launch() -> asyncio.Task[None]:
+            task = asyncio.ensure_future(parked())
+            await asyncio.sleep(0)
+            return task
+
+        task = wl.run_sync(launch(), timeout=5)
+        assert started.wait(5)
+        coro = task.get_coro()
+        assert type(coro).__name__ == "TimedCoroutine"  # the wrapping is really there
+        assert inspect.iscoroutine(coro.__wrapped__)
+        assert asyncio.iscoroutine(coro)
+        assert inspect.getcoroutinestate(coro) == inspect.CORO_SUSPENDED
+        assert coro.__qualname__.endswith("parked") and "parked" in repr(task)
+        where = str(loopbridge.where_task(task))
+        assert "await asyncio.sleep(3600)" in where and "test_health.py" in where
+        rows = loopbridge.inspect_tasks().to_records()
+        assert any("parked" in r["coro"] and "sleep(" in r["waits_on"] for r in rows), rows
+
+        async def stop(t: asyncio.Task[None]) -> bool:
+            t.cancel()
+            try:
+                await t
+            except asyncio.CancelledError:
+                return True
+            return False
+
+        assert wl.run_sync(stop(task), timeout=5) is True
+
+        async def with_anyio() -> list[int]:
+            got: list[int] = []
+
+            async def child(n: int) -> None:
+                await anyio.sleep(0.01)
+                got.append(n)
+
+            async with anyio.create_task_group() as tg:
+                for n in range(3):
+                    tg.start_soon(child, n)
+            return sorted(got)
+
+        assert wl.run_sync(with_anyio(), timeout=5) == [0, 1, 2]
+
+        async def fails() -> None:
+            await asyncio.sleep(0)
+            raise KeyError("unchanged")
+
+        async def run_failing() -> None:
+            await asyncio.ensure_future(fails())
+
+        with pytest.raises(KeyError, match="unchanged"):
+            wl.run_sync(run_failing(), timeout=5)
+    finally:
+        health.stop()
+        wl.close()
+    rows = health.slow_steps().to_records()
+    assert any(r["what"].endswith("parked()") and r["steps"] == 2 for r in rows)
+
+
+def test_a_task_whose_maker_still_runs_is_not_a_leak() -> None:
+    """Left pending is measured from the end of what made it: a child of a task that
+    still runs is that task's business; once the maker ends, the child is a leak."""
+    wl = loopbridge.WorkerLoop(name="owners", shutdown_timeout=2).start()
+    health.clear()
+    health.start(every=0.01, threshold=0.1, loops=[wl.loop], tasks=True)
+    time.sleep(0.05)
+    try:
+        release = threading.Event()
+
+        async def child() -> None:
+            await asyncio.sleep(3600)
+
+        async def maker() -> None:
+            kids = [asyncio.ensure_future(child())]
+            while not release.is_set():
+                await asyncio.sleep(0.01)
+            maker.kids = kids  # type: ignore[attr-defined]
+
+        fut = wl.submit(maker())
+        time.sleep(0.4)
+        assert [p for p in health.leaks(older_than=0.1).pending if "child" in p.coroutine] == []
+        release.set()
+        fut.result(timeout=5)
+        time.sleep(0.05)
+        assert [p for p in health.leaks(older_than=0.1).pending if "child" in p.coroutine] == []
+        time.sleep(0.2)
+        left = [p for p in health.leaks(older_than=0.1).pending if "child" in p.coroutine]
+        assert len(left) == 1 and left[0].owner is not None and "maker()" in left[0].owner
+        assert left[0].created_at is not None and "in " in left[0].created_at
+        assert 0.1 <= left[0].overdue < left[0].age
+        records = health.leaks(older_than=0.1).pending_records()
+        assert any(r["owner"] == left[0].owner for r in records)
+        for kid in maker.kids:  # type: ignore[attr-defined]
+            wl.loop.call_soon_threadsafe(kid.cancel)
+    finally:
+        health.stop()
+        wl.close()
+
+
+def test_steps_are_timed_again_after_clear() -> None:
+    """clear() while steps are timed starts a fresh count, and the next tasks' steps are
+    counted in it (the factory's per-function cache must not keep the old entries)."""
+    wl = loopbridge.WorkerLoop(name="clear").start()
+    health.start(every=0.01, threshold=0.1, loops=[wl.loop], steps=True)
+    time.sleep(0.05)
+    try:
+
+        async def three_steps() -> None:
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+
+        async def run_one() -> None:
+            await asyncio.ensure_future(three_steps())
+
+        def count() -> int:
+            rows = health.slow_steps().to_records()
+            return sum(r["steps"] or 0 for r in rows if r["what"].endswith("three_steps()"))
+
+        wl.run_sync(run_one(), timeout=5)
+        assert count() == 3
+        health.clear()
+        assert count() == 0
+        wl.run_sync(run_one(), timeout=5)
+        wl.run_sync(run_one(), timeout=5)
+        assert count() == 6
+    finally:
+        health.stop()
+        wl.close()

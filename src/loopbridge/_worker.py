@@ -1623,7 +1623,8 @@ def call_site_of(loop: asyncio.AbstractEventLoop, task: object) -> str | None:
             if handle is task or getattr(getattr(handle, "host", None), "task", None) is task:
                 return call.site
             # 3.12+: an eager task's first step runs before call.task is set
-            if handle is None and getattr(task, "get_coro", lambda: None)() is call.coro:
+            coro = getattr(task, "get_coro", lambda: None)()
+            if handle is None and getattr(coro, "__wrapped__", coro) is call.coro:
                 return call.site
     return None
 

@@ -30,6 +30,7 @@ import inspect
 import logging
 import math
 import shlex
+import signal
 import sys
 import threading
 import time
@@ -143,6 +144,7 @@ class LoopBridge(Configurable):
         self._previous_custom: tuple[tuple[type[BaseException], ...], Any] | None = None
         self._installed_custom: Any = None
         self._watch_stop: threading.Event | None = None
+        self._idle_sigint_before: Any = signal.SIG_IGN
         self._cell: int | None = None
         super().__init__(**kwargs)
 
@@ -243,12 +245,15 @@ class LoopBridge(Configurable):
             self._tracked.append(weakref.ref(loop))
 
     def _pre_run_cell(self, info: Any) -> None:
-        count = self.shell.execution_count
+        self._cell = self._cell_number(info)
+
+    def _cell_number(self, info: Any) -> int | None:
+        """The number of the cell about to run (None for one kept out of history)."""
         if not getattr(info, "store_history", True):
-            self._cell = None
-        else:
-            # IPython 9 counts the cell before pre_run_cell fires; IPython 8 after.
-            self._cell = count - 1 if _COUNTS_FIRST else count
+            return None
+        count = self.shell.execution_count
+        # IPython 9 counts the cell before pre_run_cell fires; IPython 8 after.
+        return int(count - 1 if _COUNTS_FIRST else count)
 
     def _cell_of_file(self, filename: str) -> str | None:
         """'In[12]' for the file name IPython compiled cell 12 under."""
@@ -277,11 +282,43 @@ class LoopBridge(Configurable):
         threading.Thread(
             target=ctx.run, args=(refresh,), name="loopbridge-watch", daemon=True
         ).start()
+        self._hook_idle_interrupt(True)
 
     def _stop_watch(self) -> None:
         stop, self._watch_stop = self._watch_stop, None
         if stop is not None:
             stop.set()
+        self._hook_idle_interrupt(False)
+
+    def _on_idle_interrupt(self, signum: int, frame: Any) -> None:
+        """SIGINT while the kernel is idle ("Interrupt kernel" after the cell that
+        started a watch has ended): stop the watch. Otherwise ignored, as ipykernel
+        ignores it when idle."""
+        stop = self._watch_stop
+        if stop is not None:
+            stop.set()
+
+    def _hook_idle_interrupt(self, on: bool) -> None:
+        """ipykernel ignores SIGINT between cells: each message handler puts back the
+        handler it found (``kernel.saved_sigint_handler``). While a watch runs, that
+        handler is ours, so that "Interrupt kernel" reaches the watch."""
+        kernel = getattr(self.shell, "kernel", None)
+        if kernel is None or not hasattr(kernel, "saved_sigint_handler"):
+            return  # not ipykernel (a terminal: Ctrl-C there is the prompt's)
+        mine = self._on_idle_interrupt
+        if on:
+            if kernel.saved_sigint_handler != mine:
+                self._idle_sigint_before = kernel.saved_sigint_handler
+                kernel.saved_sigint_handler = mine
+        elif kernel.saved_sigint_handler == mine:
+            kernel.saved_sigint_handler = self._idle_sigint_before
+        elif threading.current_thread() is threading.main_thread():
+            # restored between cells already (a watch from an earlier cell): undo that
+            try:
+                if signal.getsignal(signal.SIGINT) == mine:
+                    signal.signal(signal.SIGINT, self._idle_sigint_before)
+            except ValueError:
+                pass
 
     # -- loop health: a sync cell holding the kernel's loop is not a stall ----------
 
@@ -301,18 +338,18 @@ class LoopBridge(Configurable):
             ):
                 if cb in events.callbacks[name]:
                     events.unregister(name, cb)
-            monitor.cell_running = False
+            monitor.cell_finished()
             monitor.kernel_loop = None
 
     def _health_cell_start(self, info: Any = None) -> None:
         from .health import _the_monitor as monitor
 
-        monitor.cell_running = True
+        monitor.cell_started(self._cell_number(info))
 
     def _health_cell_end(self, result: Any = None) -> None:
         from .health import _the_monitor as monitor
 
-        monitor.cell_running = False
+        monitor.cell_finished()
 
     # -- explaining errors raised in cells -------------------------------------------
 
@@ -789,8 +826,8 @@ class AioMagics(Magics):
 
     def _watch(self, args: argparse.Namespace) -> Any:
         """Show a view, then refresh it in place from a daemon thread: the kernel stays
-        free; it stops after --for, at %aio watch stop (or a new %aio watch), or at
-        unload. ("Interrupt kernel" cannot reach it: an idle ipykernel ignores SIGINT.)"""
+        free; it stops after --for, at %aio watch stop (or a new %aio watch), at
+        "Interrupt kernel" pressed while no cell runs, or at unload."""
         self.settings._stop_watch()
         if args.what == "stop":
             return None
@@ -814,7 +851,10 @@ class AioMagics(Magics):
         from IPython.display import display
 
         handle = display(view(), display_id=True)  # type: ignore[no-untyped-call]
-        print(f"refreshing every {args.every:g}s for {args.duration:g}s; %aio watch stop stops it")
+        print(
+            f"refreshing every {args.every:g}s for {args.duration:g}s; %aio watch stop "
+            "(or Interrupt kernel) stops it"
+        )
         s._start_watch(view, handle, args.every, args.duration)
         return None
 

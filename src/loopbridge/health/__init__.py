@@ -29,7 +29,15 @@ from typing import Any
 
 from .. import _inspect, _worker
 from ._histogram import LagHistogram
-from ._monitor import LostError, Monitor, StallRecord, TaskEnd, is_finite_positive, label_for
+from ._monitor import (
+    LostError,
+    Monitor,
+    PendingTask,
+    StallRecord,
+    TaskEnd,
+    is_finite_positive,
+    label_for,
+)
 from ._view import DoctorView, HealthView, LostView, StepsView
 
 __all__ = [
@@ -38,6 +46,7 @@ __all__ = [
     "LagHistogram",
     "LostError",
     "LostView",
+    "PendingTask",
     "StallRecord",
     "StepsView",
     "TaskEnd",
@@ -96,10 +105,13 @@ def start(
             the watched loops), for the termination log (tasks that ended cancelled
             or failed) and the tasks still pending long after they were made. It
             costs each task creation a few microseconds (``benchmarks/health.py``).
-        steps: also sample, every 10 ms, what each watched loop is running (its
-            task's coroutine, or a callback's line), for :func:`slow_steps`: where
-            each loop's time goes, the longest runs first. Statistical, no hook in
-            the loop, so uvloop is covered too.
+        steps: for :func:`slow_steps`, where each loop's time goes: every task
+            step (one uninterrupted run of a task on its loop) is timed exactly
+            through the task factory (count, total, longest, and the lines the
+            longest ran between), and the watchdog samples each loop thread every
+            10 ms for the callbacks and the hot line. No private loop attribute is
+            read, so uvloop is covered too. Costs each task step about a
+            microsecond (``benchmarks/health.py``).
 
     Example::
 
@@ -214,10 +226,48 @@ def slow_steps() -> StepsView:
         print(loopbridge.health.slow_steps())
     """
     m = _the_monitor
-    sampler = m.sampler
-    rows = sampler.rows() if sampler is not None else list(m.step_rows)
+    sampler, timer = m.sampler, m.timer
+    sampled = sampler.rows() if sampler is not None else list(m.step_rows)
+    timed = timer.rows() if timer is not None else list(m.timer_rows)
+    rows = _merge_steps(sampled, timed)
     period = sampler.period if sampler is not None else _STEP_PERIOD
     return StepsView(rows, sampling=sampler is not None or bool(rows), period=period)
+
+
+def _merge_steps(
+    sampled: list[dict[str, Any]], timed: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One row per (loop, task coroutine or callback line): a task's steps exactly as
+    timed, with the line the samples saw most; a callback as sampled."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in sampled:
+        rows[(r["loop"], r["what"])] = {
+            "loop": r["loop"],
+            "what": r["what"],
+            "steps": None,
+            "total": r["total"],
+            "longest": r["longest"],
+            "samples": r["samples"],
+            "where": r["where"],
+            "span": None,
+            "timed": False,
+        }
+    for t in timed:
+        row = rows.get((t["loop"], t["what"]))
+        samples = row["samples"] if row else 0
+        where = row["where"] if row else None
+        rows[(t["loop"], t["what"])] = {
+            "loop": t["loop"],
+            "what": t["what"],
+            "steps": t["steps"],
+            "total": t["total"],
+            "longest": t["longest"],
+            "samples": samples,
+            "where": where or t["span"],
+            "span": t["span"],
+            "timed": True,
+        }
+    return sorted(rows.values(), key=lambda r: r["total"], reverse=True)
 
 
 def clear() -> None:
@@ -231,8 +281,11 @@ def clear() -> None:
     _the_monitor.lost.clear()
     _the_monitor.ended.clear()
     _the_monitor.step_rows = []
+    _the_monitor.timer_rows = []
     if _the_monitor.sampler is not None:
         _the_monitor.sampler.stats.clear()
+    if _the_monitor.timer is not None:
+        _the_monitor.timer.clear()
 
 
 def leaks(*, older_than: float = 10.0) -> LostView:
@@ -241,9 +294,12 @@ def leaks(*, older_than: float = 10.0) -> LostView:
     * errors nobody would have seen: tasks destroyed while pending, exceptions never
       retrieved (a chained loop exception handler on each watched loop), coroutines
       never awaited (a chained ``warnings.showwarning``);
-    * with ``start(tasks=True)``: tasks still pending *older_than* seconds after they
-      were made, with their creation site, and the termination log (the last 1,000
-      tasks that ended cancelled or with an exception).
+    * with ``start(tasks=True)``: tasks still pending *older_than* seconds after the
+      notebook cell or the task that made them ended (a task started by a
+      ``run_sync`` call and left running when it returned, one started by a cell and
+      forgotten), or, without such an owner, *older_than* seconds after they were
+      made; each with its creation site. And the termination log: the last 1,000
+      tasks that ended cancelled or with an exception.
 
     Example::
 

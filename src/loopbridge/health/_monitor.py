@@ -24,18 +24,21 @@ import selectors
 import sys
 import threading
 import time
+import types
 import warnings
 import weakref
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from .. import _loops, _worker
+from .. import _inspect, _loops, _worker
 from .._inspect import ChainingFactory
 from ._histogram import LagHistogram
+from ._timed import StepTimer, TimedCoroutine
 
-__all__ = ["Monitor", "StallRecord"]
+__all__ = ["Monitor", "PendingTask", "StallRecord"]
 
+_WRAPPER_CODE = _worker._run_capturing_context.__code__
 _CALL_OPS = frozenset(
     op
     for name, op in dis.opmap.items()
@@ -139,6 +142,64 @@ class TaskEnd:
     def summary(self) -> str:
         made = f", created at {self.created_at}" if self.created_at else ""
         return f"{self.task} {self.coroutine} {self.outcome} after {_ms(self.lived)}{made}"
+
+
+class _Made:
+    """A tracked task: plain data, the task itself only by weak reference. ``owner``
+    is the entry of the tracked task that made it, or the number of the cell that
+    did. An entry that owns others names itself when its task ends."""
+
+    __slots__ = ("coro", "ended", "label", "made", "name", "owner", "owns", "ref", "site")
+
+    def __init__(
+        self, ref: Any, made: float, site: str | None, label: str | None, owner: Any
+    ) -> None:
+        self.ref = ref
+        self.made = made  # time.time()
+        self.site = site
+        self.label = label
+        self.owner: _Made | int | None = owner
+        self.owns = False
+        self.ended: float | None = None
+        self.name: str | None = None  # filled when needed: naming costs
+        self.coro: str | None = None
+
+    def describe(self, task: Any) -> tuple[str, str]:
+        if task is not None:
+            self.name = task.get_name() if hasattr(task, "get_name") else "?"
+            self.coro = _worker._coro_name(task)
+        return self.name or "?", self.coro or "?"
+
+
+@dataclass
+class PendingTask:
+    """A task still pending long after it was made, or after what made it ended.
+
+    ``owner`` is the cell (``cell In[5]``) or the task that made it, when that one
+    has ended (``overdue`` then counts from its end), else None (``overdue`` is
+    then its age).
+
+    Example::
+
+        for p in loopbridge.health.leaks().pending:
+            print(p.summary())
+    """
+
+    task: str
+    coroutine: str
+    age: float
+    created_at: str | None
+    loop: str | None
+    owner: str | None
+    overdue: float
+
+    def summary(self) -> str:
+        made = f", created at {self.created_at}" if self.created_at else ""
+        if self.owner:
+            when = f"still pending {_ms(self.overdue)} after {self.owner} that made it ended"
+        else:
+            when = f"pending for {_ms(self.age)}"
+        return f"{self.task} {self.coroutine} on {self.loop}: {when}{made}"
 
 
 class _StepStats:
@@ -256,14 +317,36 @@ class _TaskFactory(ChainingFactory):
         super().__init__(previous)
         self.monitor = monitor
         self.label = label
+        # steps=True: the timer entry of each coroutine function (naming one costs)
+        self.timer: StepTimer | None = None
+        self.generation = 0
+        self.entries: dict[types.CodeType, Any] = {}
 
     def __call__(
         self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
     ) -> asyncio.Future[Any]:
+        monitor = self.monitor  # a factory left chained after stop() records nothing
+        timer = monitor.timer
+        if timer is not None and type(coro) is types.CoroutineType:
+            code = coro.cr_code
+            fresh = timer is self.timer and timer.generation == self.generation
+            entry = self.entries.get(code) if fresh else None
+            if entry is None:
+                what = f"task {_worker._coro_name(coro)}"
+                entry = timer.entry(self.label or "?", what)
+                if code is not _WRAPPER_CODE:  # 3.10's wrapper runs every coroutine
+                    if not fresh:  # a new timer, or entries cleared or dropped since
+                        self.timer, self.generation, self.entries = timer, timer.generation, {}
+                    self.entries[code] = entry
+            coro = TimedCoroutine(coro, entry)
+        parent = None
+        if monitor.track_tasks:
+            # before make(): an eager task runs its first step inside it
+            parent = asyncio.current_task(loop)
         task = self.make(loop, coro, **kwargs)
-        if self.monitor.track_tasks:  # a factory left chained after stop() records nothing
+        if monitor.track_tasks:
             try:
-                self.monitor.task_made(task, _creation_site(), self.label)
+                monitor.task_made(task, _creation_site(), self.label, parent)
             except Exception:  # noqa: BLE001 - noting must never break task creation
                 pass
         return task  # type: ignore[no-any-return]
@@ -277,7 +360,9 @@ def _creation_site() -> str | None:
         code = frame.f_code
         if not code.co_filename.startswith((_HERE, _ASYNCIO)):
             name = getattr(code, "co_qualname", code.co_name)
-            return f"{code.co_filename}:{frame.f_lineno} in {name}"
+            # a notebook cell is named as such ("In[3]"), not by its temporary file
+            place = _inspect._cell_of_file(code.co_filename) or code.co_filename
+            return f"{place}:{frame.f_lineno} in {name}"
         frame = frame.f_back
     return None
 
@@ -343,10 +428,15 @@ class _Beat:
             self.previous_handler = self.loop.get_exception_handler()
             self.handler = self._on_exception
             self.loop.set_exception_handler(self.handler)
-        if self.running and self.monitor.track_tasks and self.factory is None:
+        self.install_factory()
+        self._schedule()
+
+    def install_factory(self) -> None:
+        """On the loop: chain health's task factory, if tasks or steps want it."""
+        wants = self.monitor.track_tasks or self.monitor.timer is not None
+        if self.running and wants and self.factory is None:
             self.factory = _TaskFactory(self.monitor, self.loop.get_task_factory(), self.label)
             self.loop.set_task_factory(self.factory)
-        self._schedule()
 
     def _on_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """Note the errors nobody would see, then hand over as before (never replace)."""
@@ -626,22 +716,47 @@ class Monitor:
         self.track_tasks = False
         self.sampler: _StepSampler | None = None
         self.step_rows: list[dict[str, Any]] = []
-        # id(task) -> (weakref, time made, creation site, loop label): tasks still pending
-        self.pending: dict[int, tuple[Any, float, str | None, str | None]] = {}
+        # id(task) -> _Made: the tasks made while tasks=True runs, still pending
+        self.pending: dict[int, _Made] = {}
         self.ended: collections.deque[TaskEnd] = collections.deque(maxlen=1000)
+        # cells (set by the IPython extension): the running one, and when each ended
+        self.cell_number: int | None = None
+        self.cell_began = 0.0
+        self.cells_ended: collections.OrderedDict[int, float] = collections.OrderedDict()
+        self.timer: StepTimer | None = None
+        self.timer_rows: list[dict[str, Any]] = []
 
     # -- tasks (tasks=True) ---------------------------------------------------------------
 
-    def task_made(self, task: asyncio.Future[Any], site: str | None, label: str | None) -> None:
-        key = id(task)
-        self.pending[key] = (weakref.ref(task), time.time(), site, label)
+    def task_made(
+        self,
+        task: asyncio.Future[Any],
+        site: str | None,
+        label: str | None,
+        parent: asyncio.Future[Any] | None = None,
+    ) -> None:
+        made_by = self.pending.get(id(parent)) if parent is not None else None
+        if made_by is not None and made_by.ref() is not parent:
+            made_by = None
+        in_cell = self.cell_running and self.cell_number is not None
+        owner: _Made | int | None = None
+        if made_by is not None and not (in_cell and made_by.made < self.cell_began):
+            owner = made_by  # made inside a tracked task: it should not outlive it
+            made_by.owns = True
+        elif in_cell:
+            # made by the cell's own code (the task running it is the kernel's, made
+            # before the cell began): the cell owns it
+            owner = self.cell_number
+        self.pending[id(task)] = _Made(weakref.ref(task), time.time(), site, label, owner)
         task.add_done_callback(self.task_done)
 
     def task_done(self, task: asyncio.Future[Any]) -> None:
         entry = self.pending.pop(id(task), None)
-        if entry is None or entry[0]() is not task:
+        if entry is None or entry.ref() is not task:
             return
-        _ref, made, site, label = entry
+        entry.ended = time.time()
+        if entry.owns:  # its children's reports name it after it is gone
+            entry.describe(task)
         if task.cancelled():
             outcome = "cancelled"
         else:
@@ -651,31 +766,70 @@ class Monitor:
             if exc is None:
                 return
             outcome = f"{type(exc).__name__}: {exc}"
-        name = task.get_name() if hasattr(task, "get_name") else "?"
+        name, coro = entry.describe(task)
         self.ended.append(
             TaskEnd(
-                label,
-                name,
-                _worker._coro_name(task),
-                outcome,
-                site,
-                time.time() - made,
-                time.time(),
+                entry.label, name, coro, outcome, entry.site, entry.ended - entry.made, entry.ended
             )
         )
 
-    def still_pending(
-        self, older_than: float
-    ) -> list[tuple[str, str, float, str | None, str | None]]:
-        """Tasks made while tasks=True ran that are still pending after *older_than* s."""
+    def cell_started(self, number: int | None) -> None:
+        self.cell_began = time.time()
+        self.cell_number = number
+        self.cell_running = True
+
+    def cell_finished(self) -> None:
+        number, self.cell_number = self.cell_number, None
+        self.cell_running = False
+        if number is not None:
+            self.cells_ended[number] = time.time()
+            if len(self.cells_ended) > 1000:
+                self.cells_ended.popitem(last=False)
+
+    def owner_state(self, owner: _Made | int | None) -> float | bool | None:
+        """When the cell or task that made a task ended; True while it still runs;
+        None when there is no owner or its end is no longer known."""
+        if owner is None:
+            return None
+        if isinstance(owner, int):
+            ended = self.cells_ended.get(owner)
+            if ended is None and self.cell_running and self.cell_number == owner:
+                return True
+            return ended
+        if owner.ended is not None:
+            return owner.ended
+        parent = owner.ref()
+        return True if parent is not None and not parent.done() else None
+
+    def still_pending(self, older_than: float) -> list[PendingTask]:
+        """Tasks made while tasks=True ran and still pending: those that outlived the
+        cell or task that made them by *older_than* s, and those without a known
+        owner that are *older_than* s old (a task whose maker still runs is its
+        business, not a leak). Longest overdue first."""
         now = time.time()
         out = []
-        for ref, made, site, label in list(self.pending.values()):
-            task = ref()
-            if task is None or task.done() or now - made < older_than:
+        for made in list(self.pending.values()):
+            task = made.ref()
+            if task is None or task.done():
                 continue
-            name = task.get_name() if hasattr(task, "get_name") else "?"
-            out.append((name, _worker._coro_name(task), now - made, site, label))
+            state = self.owner_state(made.owner)
+            if state is True:
+                continue
+            owner = None
+            overdue = now - made.made
+            if isinstance(state, float):
+                overdue = now - state
+                if isinstance(made.owner, int):
+                    owner = f"cell In[{made.owner}]"
+                elif made.owner is not None:
+                    owner = " ".join(made.owner.describe(None))
+            if overdue < older_than:
+                continue
+            name, coro = made.describe(task)
+            out.append(
+                PendingTask(name, coro, now - made.made, made.site, made.label, owner, overdue)
+            )
+        out.sort(key=lambda p: p.overdue, reverse=True)
         return out
 
     # -- "coroutine ... was never awaited" --------------------------------------------
@@ -732,7 +886,11 @@ class Monitor:
             self.track_tasks = self.track_tasks or tasks
             if steps is not None and self.sampler is None:
                 self.sampler = _StepSampler(steps)
+                self.timer = StepTimer()
             if self.active:
+                for beat in self.beats.values():  # tasks/steps asked for on a second start
+                    if beat.thread_id is not None:
+                        _call_on(beat.loop, beat.install_factory)
                 return
             self.active = True
             self.stopping.clear()
@@ -753,6 +911,9 @@ class Monitor:
             if self.sampler is not None:
                 self.step_rows = self.sampler.rows()  # kept for reading after stop
                 self.sampler = None
+            if self.timer is not None:
+                self.timer_rows = self.timer.rows()
+                self.timer = None
             beats = list(self.beats.values())
             self.beats.clear()
             thread, self.thread = self.thread, None
@@ -838,10 +999,14 @@ class Monitor:
 def _stop_beat(beat: _Beat) -> None:
     beat.running = False
     beat.due = None
+    _call_on(beat.loop, beat.stop)
+
+
+def _call_on(loop: asyncio.AbstractEventLoop, callback: Any) -> None:
     try:
-        beat.loop.call_soon_threadsafe(beat.stop)
+        loop.call_soon_threadsafe(callback)
     except RuntimeError:
-        pass  # closed: nothing left to stop
+        pass  # closed: nothing left to do there
 
 
 def label_for(loop: asyncio.AbstractEventLoop) -> str:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._inspect import _short_path
 from .._views import _View, html_table, text_table
-from ._monitor import LostError, StallRecord, TaskEnd, _ms
+from ._monitor import LostError, PendingTask, StallRecord, TaskEnd, _ms
 
 if TYPE_CHECKING:
     from ._monitor import Monitor
@@ -183,7 +183,7 @@ class LostView(_View):
         lost: list[LostError],
         active: bool,
         *,
-        pending: list[tuple[str, str, float, str | None, str | None]] | None = None,
+        pending: list[PendingTask] | None = None,
         ended: list[TaskEnd] | None = None,
         older_than: float = 10.0,
         tracking: bool = False,
@@ -210,12 +210,16 @@ class LostView(_View):
             )
             return "\n".join(lines)
         if self.pending:
-            lines.append(f"still pending after {_ms(self.older_than)} ({len(self.pending)}):")
-            for name, coro, age, site, loop in self.pending[:20]:
-                made = f", created at {site}" if site else ""
-                lines.append(f"  {name} {coro} on {loop}, pending for {_ms(age)}{made}")
+            lines.append(
+                f"tasks left pending ({len(self.pending)}; {_ms(self.older_than)} after the "
+                "cell or task that made them ended, or as old as that):"
+            )
+            lines.extend(f"  {p.summary()}" for p in self.pending[:20])
         else:
-            lines.append(f"no task pending for more than {_ms(self.older_than)}")
+            lines.append(
+                f"no task left pending (none {_ms(self.older_than)} past the cell or task "
+                "that made it, or that old)"
+            )
         if self.ended:
             lines.append(f"termination log ({len(self.ended)}, the last 20):")
             lines.extend(f"  {t.summary()}" for t in self.ended[-20:])
@@ -226,6 +230,10 @@ class LostView(_View):
 
     def to_records(self) -> list[dict[str, Any]]:
         return [asdict(e) for e in self.lost]
+
+    def pending_records(self) -> list[dict[str, Any]]:
+        """One dict per task left pending (every field of PendingTask)."""
+        return [asdict(p) for p in self.pending]
 
     def termination_records(self) -> list[dict[str, Any]]:
         """One dict per task that ended cancelled or failed (every field of TaskEnd)."""
@@ -270,11 +278,11 @@ _ADVICE = {
 }
 
 
-_STEP_HEADERS = ("loop", "running", "time", "longest run", "samples", "mostly at")
+_STEP_HEADERS = ("loop", "running", "steps", "time", "longest run", "mostly at")
 
 
 class StepsView(_View):
-    """Where each loop's time went, sampled (``loopbridge.health.slow_steps()``).
+    """Where each loop's time went: task steps timed, callbacks sampled (``slow_steps()``).
 
     Example::
 
@@ -292,9 +300,9 @@ class StepsView(_View):
             [
                 str(r["loop"]),
                 str(r["what"]),
+                str(r["steps"]) if r.get("steps") is not None else "sampled",
                 _ms(r["total"]),
                 _ms(r["longest"]),
-                str(r["samples"]),
                 _short_where(r["where"]) if r["where"] else "",
             ]
             for r in self.rows[:limit]
@@ -306,8 +314,8 @@ class StepsView(_View):
         if not self.rows:
             return "no loop has run anything yet"
         head = (
-            f"where the loops' time went (sampled every {_ms(self.period)}; times are "
-            "estimates: samples x period)"
+            "where the loops' time went (task steps timed exactly; callbacks sampled "
+            f"every {_ms(self.period)}, their times estimates: samples x period)"
         )
         return "\n".join([head, text_table(_STEP_HEADERS, self._table_rows())])
 
