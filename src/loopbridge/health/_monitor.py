@@ -805,13 +805,17 @@ class Monitor:
         """Tasks made while tasks=True ran and still pending: those that outlived the
         cell or task that made them by *older_than* s, and those without a known
         owner that are *older_than* s old (a task whose maker still runs is its
-        business, not a leak). Longest overdue first."""
+        business, not a leak; the kernel's own tasks are not listed). Longest
+        overdue first."""
         now = time.time()
         out = []
+        kernel_dirs = _inspect._internal_dirs()
         for made in list(self.pending.values()):
             task = made.ref()
             if task is None or task.done():
                 continue
+            if _inspect._internal_code(_inspect._coro_code(_inspect._user_coro(task)), kernel_dirs):
+                continue  # the kernel's own (the task running the current cell, say)
             state = self.owner_state(made.owner)
             if state is True:
                 continue
