@@ -25,6 +25,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the scripted demo instead (no Jupyter needed; includes a real Ctrl-C)",
     )
+    sub.add_parser(
+        "audit",
+        help="find loop-affinity bugs in Python files and notebooks (loopbridge-audit)",
+        add_help=False,
+    )
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["audit"]:  # everything after "audit" is the audit's own
+        from .audit.cli import main as audit_main
+
+        return audit_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "demo":
         from ._demo import run_demo, run_notebook_demo

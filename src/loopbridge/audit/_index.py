@@ -11,7 +11,7 @@ conditional imports (both branches bind).
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,6 +237,20 @@ class Project:
                             return got
         return []
 
+    def is_class(self, key: str | None) -> bool:
+        return key is not None and any(key in m.classes for m in self.modules.values())
+
+    def method_of_instance(
+        self, target: ast.Attribute, mod: Module, func: Func | None
+    ) -> list[Func]:
+        """``Cls(...).method``: the method of a checked class called on a new instance."""
+        recv = target.value
+        if isinstance(recv, ast.Call):
+            cls = self.qualify(recv.func, mod, func)
+            if self.is_class(cls):
+                return self.method(cls, target.attr)  # type: ignore[arg-type]
+        return []
+
     def iter_funcs(self) -> Iterator[Func]:
         return iter(self.funcs.values())
 
@@ -375,9 +389,9 @@ class _Walker:
         for func in list(self.mod.funcs.values()):
             node = func.node
             body = [node.body] if isinstance(node, ast.Lambda) else node.body
-            self._scan(body, func)  # type: ignore[arg-type]
+            self._scan(body, func)
 
-    def _scan(self, body: list[ast.AST], func: Func | None) -> None:
+    def _scan(self, body: Sequence[ast.AST], func: Func | None) -> None:
         """Every node of *body* that runs in this scope (not nested defs' bodies)."""
         todo = list(body)
         while todo:
@@ -443,6 +457,8 @@ class _Walker:
         target = call.func
         q = project.qualify(target, mod, func)
         callees: list[Func] = project.lookup(q)
+        if not callees and isinstance(target, ast.Attribute):
+            callees = project.method_of_instance(target, mod, func)
         if not callees and isinstance(target, ast.Attribute) and func is not None:
             recv = target.value
             if isinstance(recv, ast.Name) and recv.id in ("self", "cls") and func.cls:
@@ -470,8 +486,10 @@ class _Walker:
             kind = "anyio.run"
         elif isinstance(target, ast.Attribute) and target.attr == "run_until_complete":
             kind = "run_until_complete"
-        elif isinstance(target, ast.Attribute) and target.attr == "run" and self._is_runner(
-            target.value, func
+        elif (
+            isinstance(target, ast.Attribute)
+            and target.attr == "run"
+            and self._is_runner(target.value, func)
         ):
             kind = "Runner.run"
         elif (
@@ -500,32 +518,38 @@ class _Walker:
         if isinstance(recv, ast.Name):
             scope = func.node if func is not None else self.mod.source.tree
             for node in ast.walk(scope):
-                if isinstance(node, ast.withitem) and isinstance(node.optional_vars, ast.Name):
-                    if node.optional_vars.id == recv.id and isinstance(
-                        node.context_expr, ast.Call
-                    ):
-                        q = self.project.qualify(node.context_expr.func, self.mod, func)
-                        if q in RUNNER:
-                            return True
-                if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
-                    if any(isinstance(t, ast.Name) and t.id == recv.id for t in node.targets):
-                        if self.project.qualify(node.value.func, self.mod, func) in RUNNER:
-                            return True
+                made = None
+                if (
+                    isinstance(node, ast.withitem)
+                    and isinstance(node.optional_vars, ast.Name)
+                    and node.optional_vars.id == recv.id
+                ):
+                    made = node.context_expr
+                elif isinstance(node, ast.Assign) and any(
+                    isinstance(t, ast.Name) and t.id == recv.id for t in node.targets
+                ):
+                    made = node.value
+                if isinstance(made, ast.Call) and (
+                    self.project.qualify(made.func, self.mod, func) in RUNNER
+                ):
+                    return True
         return False
 
     def _ancestors(self, node: ast.AST) -> Iterator[ast.AST]:
         parents = self.mod.parents
         cur = parents.get(id(node))
-        while cur is not None and not isinstance(cur, _DEFS + (ast.Module,)):
+        while cur is not None and not isinstance(cur, (*_DEFS, ast.Module)):
             yield cur
             cur = parents.get(id(cur))
 
     def _calls_running_check(self, nodes: list[ast.stmt], func: Func | None) -> bool:
         for stmt in nodes:
             for n in ast.walk(stmt):
-                if isinstance(n, ast.Call):
-                    if self.project.qualify(n.func, self.mod, func) in GET_RUNNING:
-                        return True
+                if (
+                    isinstance(n, ast.Call)
+                    and self.project.qualify(n.func, self.mod, func) in GET_RUNNING
+                ):
+                    return True
         return False
 
     def _running_names(self, func: Func | None) -> set[str]:
@@ -533,10 +557,13 @@ class _Walker:
         scope = func.node if func is not None else self.mod.source.tree
         out = set()
         for n in ast.walk(scope):
-            if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call):
-                if self.project.qualify(n.value.func, self.mod, func) in GET_RUNNING:
-                    for t in n.targets:
-                        out.update(_names(t))
+            if (
+                isinstance(n, ast.Assign)
+                and isinstance(n.value, ast.Call)
+                and self.project.qualify(n.value.func, self.mod, func) in GET_RUNNING
+            ):
+                for t in n.targets:
+                    out.update(_names(t))
         return out
 
     def _guarded(self, call: ast.Call, func: Func | None) -> bool:
@@ -547,9 +574,7 @@ class _Walker:
         for anc in self._ancestors(call):
             if isinstance(anc, ast.ExceptHandler):
                 try_node = self.mod.parents.get(id(anc))
-                if isinstance(try_node, ast.Try) and self._calls_running_check(
-                    try_node.body, func
-                ):
+                if isinstance(try_node, ast.Try) and self._calls_running_check(try_node.body, func):
                     return True
             if isinstance(anc, ast.If):
                 if running is None:
@@ -569,23 +594,35 @@ class _Walker:
                 child is s for s in anc.body
             ):
                 return True
-            if isinstance(anc, ast.comprehension) or isinstance(
-                anc, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+            if isinstance(
+                anc, (ast.comprehension, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
             ):
                 return True
             child = anc
         return False
 
     def _under_is_running(self, call: ast.Call, func: Func | None) -> bool:
-        for anc in self._ancestors(call):
-            if isinstance(anc, (ast.If, ast.IfExp)):
-                for n in ast.walk(anc.test):
+        """Inside an ``if ... is_running()``, or after one that returns or raises."""
+        child: ast.AST = call
+        anc = self.mod.parents.get(id(call))
+        while anc is not None:
+            if isinstance(anc, (ast.If, ast.IfExp)) and _tests_running(anc.test):
+                return True
+            for block in ("body", "orelse", "finalbody"):
+                stmts = getattr(anc, block, None)
+                if not isinstance(stmts, list) or child not in stmts:
+                    continue
+                for earlier in stmts[: stmts.index(child)]:
                     if (
-                        isinstance(n, ast.Call)
-                        and isinstance(n.func, ast.Attribute)
-                        and n.func.attr == "is_running"
+                        isinstance(earlier, ast.If)
+                        and _tests_running(earlier.test)
+                        and earlier.body
+                        and isinstance(earlier.body[-1], (ast.Return, ast.Raise))
                     ):
                         return True
+            if isinstance(anc, (*_DEFS, ast.Module)):
+                break
+            child, anc = anc, self.mod.parents.get(id(anc))
         return False
 
 
@@ -602,8 +639,10 @@ def _no_loop_branch(
         return None if inner is None else not inner
     if isinstance(test, ast.Compare) and len(test.ops) == 1:
         left, op, right = test.left, test.ops[0], test.comparators[0]
-        if isinstance(right, ast.Constant) and right.value is None and _is_running_ref(
-            left, running, walker, func
+        if (
+            isinstance(right, ast.Constant)
+            and right.value is None
+            and _is_running_ref(left, running, walker, func)
         ):
             if isinstance(op, ast.Is):
                 return True
@@ -613,6 +652,15 @@ def _no_loop_branch(
     if _is_running_ref(test, running, walker, func):
         return False  # `if loop:` -> the body has a loop
     return None
+
+
+def _tests_running(test: ast.expr) -> bool:
+    return any(
+        isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr == "is_running"
+        for n in ast.walk(test)
+    )
 
 
 def _is_running_ref(expr: ast.expr, running: set[str], walker: _Walker, func: Func | None) -> bool:

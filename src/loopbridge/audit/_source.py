@@ -79,7 +79,7 @@ class Source:
         """A virtual line as (cell number, line within the cell); .py: (None, line)."""
         if not self.is_notebook:
             return None, line
-        for first, number, count in reversed(self.cells):
+        for first, number, _count in reversed(self.cells):
             if line >= first:
                 return number, line - first + 1
         return None, line
@@ -101,9 +101,7 @@ def _excluded(path: Path, root: Path, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
 
 
-def discover(
-    paths: list[Path], exclude: list[str], root: Path
-) -> tuple[list[Path], list[Problem]]:
+def discover(paths: list[Path], exclude: list[str], root: Path) -> tuple[list[Path], list[Problem]]:
     """Every .py/.pyi/.ipynb file under *paths* (files named directly are always taken,
     whatever their suffix), in a stable order; a missing path is a problem."""
     found: list[Path] = []

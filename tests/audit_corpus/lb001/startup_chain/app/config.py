@@ -1,0 +1,6 @@
+from . import db
+
+
+def load() -> dict:
+    db.ping_sync()
+    return {}
