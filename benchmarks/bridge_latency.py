@@ -130,7 +130,8 @@ def make_nest_asyncio() -> Callable[[], Any] | None:
     except ImportError:
         return None
     nest_asyncio.apply()  # patches asyncio for the whole process: run in a child
-    loop = asyncio.get_event_loop()
+    # the peer as its users run it: nest_asyncio re-enters the one loop get_event_loop gives
+    loop = asyncio.get_event_loop()  # noqa: LB005
     return lambda: loop.run_until_complete(triv())
 
 

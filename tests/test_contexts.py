@@ -61,7 +61,7 @@ def test_while_a_loop_runs_in_the_caller_thread() -> None:
         # asyncio.run fails here, exactly as in a notebook cell ...
         probe = double(1)
         with pytest.raises(RuntimeError, match="cannot be called from a running event loop"):
-            asyncio.run(probe)
+            asyncio.run(probe)  # noqa: LB001 - the failure this test shows
         probe.close()
         # ... while the bridge works (and says that it blocks this loop meanwhile).
         with pytest.warns(loopbridge.LoopBridgeWarning, match="blocks the event loop") as w:

@@ -104,7 +104,7 @@ def test_close_cancels_tasks_finalises_asyncgens_and_executor() -> None:
             events.append("agen finally")
 
     async def setup() -> None:
-        asyncio.get_running_loop().create_task(background())
+        asyncio.get_running_loop().create_task(background())  # noqa: LB007 - left on purpose
         it = agen()
         await it.__anext__()  # left suspended: only shutdown_asyncgens finalises it
         global _keep

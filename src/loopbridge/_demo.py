@@ -44,7 +44,7 @@ def scene_running_loop() -> None:
     async def cell() -> None:
         coro = fetch(1)
         try:
-            asyncio.run(coro)  # what many libraries' sync functions do inside
+            asyncio.run(coro)  # noqa: LB001 - the demo shows this failure
         except RuntimeError as exc:
             coro.close()
             _show("asyncio.run(fetch(1))", f"RuntimeError: {exc}")

@@ -229,7 +229,8 @@ def _finalizer_for(loop: asyncio.AbstractEventLoop) -> Callable[[AsyncGenerator[
         if loop.is_closed():
             return
         try:
-            loop.call_soon_threadsafe(loop.create_task, agen.aclose())
+            # as asyncio's own finaliser hook does; the loop's shutdown_asyncgens awaits it
+            loop.call_soon_threadsafe(loop.create_task, agen.aclose())  # noqa: LB007
         except RuntimeError:  # closed in the meantime
             pass
 

@@ -648,7 +648,7 @@ def _build_parser() -> argparse.ArgumentParser:
     hp.add_argument(
         "--steps",
         action="store_true",
-        help="with start: sample what each loop runs (%%aio health steps: where time went)",
+        help="with start: time task steps, sample callbacks (%%aio health steps)",
     )
     wt = sub.add_parser("watch", help="a view that updates itself in place (tasks, loops, health)")
     wt.add_argument("what", choices=("tasks", "loops", "health", "stop"))
@@ -664,6 +664,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="list tasks pending longer than this (default 10s; needs start --tasks)",
     )
     sub.add_parser("doctor", help="the worst stalls, the lost errors, and what to do")
+    ap = sub.add_parser(
+        "audit", help="find loop-affinity bugs in files, folders or notebooks (static)"
+    )
+    ap.add_argument("paths", nargs="*", default=["."], help="files or folders (default: .)")
+    ap.add_argument("--select", help="rule codes or prefixes, e.g. LB001,LB002")
+    ap.add_argument("--ignore", help="rule codes or prefixes to leave out")
     run = sub.add_parser("run", help="(cell magic) run this cell on the worker loop")
     run.add_argument(
         "--timeout", type=_seconds_arg, help="cancel the cell after this many seconds (inf: none)"
@@ -786,12 +792,37 @@ class AioMagics(Magics):
                 if args.command == "leaks":
                     return health.leaks(older_than=args.older)
                 return health.doctor()
+            if args.command == "audit":
+                return self._audit(args)
             if args.command == "run":
                 raise UsageError("%aio run is a cell magic: put %%aio run on a cell's first line")
         except (ValueError, LookupError) as exc:
             raise UsageError(str(exc)) from None
         print(_help_text())
         return None
+
+    def _audit(self, args: argparse.Namespace) -> Any:
+        """%aio audit: the static audit, as a table view."""
+        import os
+
+        from .audit import ConfigError, check
+        from .audit._output import AuditView
+
+        missing = [p for p in args.paths if not os.path.exists(p)]
+        if missing:
+            raise UsageError(
+                f"%aio audit: no such file or folder: {', '.join(missing)} "
+                f"(paths are relative to {os.getcwd()})"
+            )
+        try:
+            report = check(
+                args.paths,
+                select=args.select.split(",") if args.select else None,
+                ignore=args.ignore.split(",") if args.ignore else None,
+            )
+        except ConfigError as exc:
+            raise UsageError(f"%aio audit: {exc}") from None
+        return AuditView(report.findings, report.files)
 
     def _health(self, args: argparse.Namespace) -> Any:
         from . import health

@@ -107,6 +107,7 @@ class Func:
     imports: dict[str, str] = field(default_factory=dict)  # function-level imports
     local_defs: dict[str, Func] = field(default_factory=dict)
     params: list[str] = field(default_factory=list)
+    nodes: list[ast.AST] | None = None  # the nodes of its own scope (scope_nodes)
 
     @property
     def short(self) -> str:
@@ -133,6 +134,7 @@ class Module:
     calls: list[tuple[ast.Call, list[Func]]] = field(default_factory=list)  # module level
     globals_used: set[str] = field(default_factory=set)  # module-level code's reads
     parents: dict[int, ast.AST] = field(default_factory=dict)  # id(node) -> parent
+    nodes: list[ast.AST] = field(default_factory=list)  # module-level scope's nodes
 
 
 class Project:
@@ -142,8 +144,12 @@ class Project:
         self.modules: dict[str, Module] = {}
         for src in sources:
             name = module_name(src.path)
-            if name in self.modules:  # two files, one name (scripts in two folders)
-                name = f"{name}@{src.shown}"
+            parents = src.path.parent.parts
+            depth = 1
+            while name in self.modules and depth <= len(parents):
+                # two files, one name (test_x.py in two test folders): name the folder
+                name = ".".join([*parents[-depth:], module_name(src.path)])
+                depth += 1
             self.modules[name] = Module(name, src)
         self.funcs: dict[str, Func] = {}
         for mod in self.modules.values():
@@ -265,9 +271,6 @@ class _Binder(ast.NodeVisitor):
         self.cls: list[str] = []
 
     def bind(self) -> None:
-        for parent in ast.walk(self.mod.source.tree):
-            for child in ast.iter_child_nodes(parent):
-                self.mod.parents[id(child)] = parent
         self.visit(self.mod.source.tree)
 
     def _scope_imports(self) -> dict[str, str]:
@@ -393,20 +396,13 @@ class _Walker:
 
     def _scan(self, body: Sequence[ast.AST], func: Func | None) -> None:
         """Every node of *body* that runs in this scope (not nested defs' bodies)."""
-        todo = list(body)
-        while todo:
-            node = todo.pop()
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                todo.extend(node.decorator_list)
-                if isinstance(node, ast.ClassDef):
-                    todo.extend(node.bases)
-                    # a class body runs where it is defined
-                    todo.extend(s for s in node.body if not isinstance(s, _DEFS))
-                else:
-                    todo.extend(d for d in node.args.defaults if d is not None)
-                continue
-            if isinstance(node, ast.Lambda):
-                continue
+        owner = func.node if func is not None else self.mod.source.tree
+        nodes = scope_nodes(body, self.mod.parents, owner)
+        if func is not None:
+            func.nodes = nodes
+        else:
+            self.mod.nodes = nodes
+        for node in nodes:
             if isinstance(node, ast.Call):
                 self._call(node, func)
             elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
@@ -422,7 +418,6 @@ class _Walker:
                 q = self.project.qualify(node, self.mod, func)
                 if q is not None:
                     (func.globals_used if func else self.mod.globals_used).add(q)
-            todo.extend(ast.iter_child_nodes(node))
 
     def _locals(self, func: Func) -> set[str]:
         """Names local to *func* and the functions around it (not module globals)."""
@@ -435,7 +430,10 @@ class _Walker:
         while f is not None:
             out.update(f.params)
             node = f.node
-            for n in ast.walk(node):
+            if f.nodes is None:  # not scanned yet (an enclosing function comes first)
+                body = [node.body] if isinstance(node, ast.Lambda) else node.body
+                f.nodes = scope_nodes(body, self.mod.parents, node)
+            for n in f.nodes:
                 if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
                     out.add(n.id)
                 elif isinstance(n, ast.Global) and f is func:
@@ -627,6 +625,43 @@ class _Walker:
 
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+
+def scope_nodes(
+    body: Sequence[ast.AST], parents: dict[int, ast.AST], owner: ast.AST
+) -> list[ast.AST]:
+    """The nodes that run in one scope: not the bodies of the functions and lambdas
+    defined in it (their decorators and defaults do run here, and a class body runs
+    where the class is defined). Notes each node's parent in *parents* on the way:
+    every node is in exactly one scope, so one pass per scope fills the whole map."""
+    out: list[ast.AST] = []
+    for b in body:
+        parents[id(b)] = owner
+    todo = list(body)
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            here: list[ast.AST] = list(getattr(node, "decorator_list", ()))
+            if isinstance(node, ast.ClassDef):
+                here.extend(node.bases)
+                here.extend(node.keywords)
+                here.extend(s for s in node.body if not isinstance(s, _DEFS))
+                # its methods' def nodes belong to the class for their parent links
+                for s in node.body:
+                    if isinstance(s, _DEFS):
+                        parents[id(s)] = node
+            else:
+                here.extend(d for d in node.args.defaults if d is not None)
+                here.extend(d for d in node.args.kw_defaults if d is not None)
+            for child in here:
+                parents[id(child)] = node
+            todo.extend(here)
+            continue
+        for child in ast.iter_child_nodes(node):
+            parents[id(child)] = node
+            todo.append(child)
+    return out
 
 
 def _no_loop_branch(

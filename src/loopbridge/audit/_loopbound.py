@@ -141,11 +141,14 @@ def find_bound(project: Project, table: frozenset[str]) -> list[Bound]:
             node = func.node
             if isinstance(node, ast.Lambda):
                 continue
+            own = func.nodes or []
             declared: set[str] = set()
-            for n in ast.walk(node):
+            for n in own:
                 if isinstance(n, ast.Global):
                     declared.update(n.names)
-            for n in ast.walk(node):
+            for n in own:
+                if not isinstance(n, (ast.Assign, ast.AnnAssign)):
+                    continue
                 for target, value in _assignments(n):
                     ctor = is_bound_expr(value, project, mod, func, table)
                     if ctor is None:
@@ -160,7 +163,7 @@ def find_bound(project: Project, table: frozenset[str]) -> list[Bound]:
                     ):
                         add(Bound(f"{func.cls}.{target.attr}", "instance", ctor, mod, n, func.cls))
             if any(d in CACHES or d.rsplit(".", 1)[-1] in _CACHE_NAMES for d in _resolved(func)):
-                for n in ast.walk(node):
+                for n in own:
                     if isinstance(n, ast.Return):
                         ctor = is_bound_expr(n.value, project, mod, func, table)
                         if ctor is not None:

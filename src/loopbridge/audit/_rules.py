@@ -696,12 +696,17 @@ class Checker:
         out: list[Finding] = []
         for mod in self.p.modules.values():
             all_entries = [*mod.entries, *(x for f in mod.funcs.values() for x in f.entries)]
-            entry_nodes = {id(e.node) for e in all_entries if e.kind != "submit"}
-            for node in ast.walk(mod.source.tree):
-                if not isinstance(node, ast.Try):
+            tries: dict[int, ast.Try] = {}
+            for e in all_entries:
+                if e.kind == "submit":
                     continue
-                if not any(id(n) in entry_nodes for stmt in node.body for n in _walk_scope(stmt)):
-                    continue
+                child: ast.AST = e.node
+                cur = mod.parents.get(id(child))
+                while cur is not None and not isinstance(cur, _SCOPES):
+                    if isinstance(cur, ast.Try) and any(child is s for s in cur.body):
+                        tries[id(cur)] = cur
+                    child, cur = cur, mod.parents.get(id(cur))
+            for node in sorted(tries.values(), key=lambda t: t.lineno):
                 for handler in node.handlers:
                     named = _names_runtime_error(handler.type)
                     if not named and not (
@@ -899,14 +904,7 @@ def _assigned_from(mod: Module, call: ast.Call) -> set[str]:
     return set()
 
 
-def _walk_scope(node: ast.AST) -> Iterable[ast.AST]:
-    todo = [node]
-    while todo:
-        n = todo.pop()
-        yield n
-        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
-            continue
-        todo.extend(ast.iter_child_nodes(n))
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.Module)
 
 
 def _exc_names(t: ast.expr | None) -> list[str]:
