@@ -6,7 +6,7 @@ BIN     = $(VENV)/bin
 # Core test matrix: every CPython 3.10-3.13 found under pyenv or on PATH.
 MATRIX ?= 3.10 3.11 3.12 3.13
 
-.PHONY: help demo test lint format typecheck bench bench-quick bench-faces bench-magics bench-health chaos notebooks matrix kernel6 check clean
+.PHONY: help demo test lint format typecheck bench bench-quick bench-faces bench-magics bench-health bench-audit audit chaos notebooks matrix kernel6 check clean
 
 help:
 	@echo "make demo        run python -m loopbridge demo"
@@ -17,6 +17,8 @@ help:
 	@echo "make bench-faces benchmarks/faces.py: map_sync and sync_face against peers"
 	@echo "make bench-magics benchmarks/magics.py: %aio tasks / %aio loops on 10,000 tasks"
 	@echo "make bench-health benchmarks/health.py: what loop health costs, idle and busy"
+	@echo "make bench-audit benchmarks/audit.py: the audit beside ruff and flake8-async"
+	@echo "make audit       the audit on this project, and its corpus quality table"
 	@echo "make chaos       interrupts, load, fork, close races, leaks, fuzz (about 3 minutes)"
 	@echo "make notebooks   re-run notebooks/*.ipynb and store their outputs"
 	@echo "make matrix      core tests on Python $(MATRIX)"
@@ -57,6 +59,7 @@ bench-quick: $(BIN)/.installed
 	$(BIN)/python benchmarks/faces.py --quick
 	$(BIN)/python benchmarks/magics.py --quick
 	$(BIN)/python benchmarks/health.py --quick
+	$(BIN)/python benchmarks/audit.py --quick
 
 bench-faces: $(BIN)/.installed
 	$(BIN)/python benchmarks/faces.py
@@ -66,6 +69,13 @@ bench-magics: $(BIN)/.installed
 
 bench-health: $(BIN)/.installed
 	$(BIN)/python benchmarks/health.py
+
+bench-audit: $(BIN)/.installed
+	$(BIN)/python benchmarks/audit.py
+
+audit: $(BIN)/.installed
+	$(BIN)/loopbridge-audit src tests benchmarks scripts notebooks
+	$(BIN)/python scripts/audit_quality.py
 
 # Not part of `make test`: the bounded interrupt run is (tests/test_chaos.py).
 chaos: $(BIN)/.installed

@@ -278,9 +278,16 @@ class Checker:
         for mod, func, label in roots:
             entries = func.entries if func else mod.entries
             calls = func.calls if func else mod.calls
+            rerouted = mod.source.rerouted
             for e in entries:
                 if not _is_nested_kind(e):
                     continue
+                if (
+                    func is None
+                    and e.kind == "asyncio.run"
+                    and (mod.source.locate(e.node.lineno)[0] in rerouted)
+                ):
+                    continue  # `%aio reroute on`: the kernel's asyncio.run goes to the worker
                 root = label or f"cell {mod.source.locate(e.node.lineno)[0]}"
                 chain = [root, _entry_name(e)]
                 fix = self._await_fix(mod, func, e)
@@ -306,6 +313,12 @@ class Checker:
                         continue
                     sub = self._nested_chain(c)
                     if sub is None:
+                        continue
+                    if (
+                        func is None
+                        and sub[-1] == "asyncio.run"
+                        and (mod.source.locate(call.lineno)[0] in rerouted)
+                    ):
                         continue
                     root = label or f"cell {mod.source.locate(call.lineno)[0]}"
                     chain = [root, *sub]
@@ -530,6 +543,9 @@ class Checker:
         for loop_id, label, funcs in self.pytest.test_loops(self.p):
             loops.append((loop_id, label, self.reach(funcs), False))
         for b in self.bound:
+            if b.kind == "instance":
+                # each loop may well have its own instance: not provable statically
+                continue
             users: dict[str, tuple[str, bool]] = {}
             for loop_id, label, reach, per_call in loops:
                 if b in self.uses(reach, {}):

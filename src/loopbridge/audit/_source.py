@@ -49,6 +49,7 @@ PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug", "a
 _MAGIC_LINE = re.compile(r"^(\s*)(%{1,2}|!{1,2})")
 _ASSIGN_MAGIC = re.compile(r"^(\s*[\w.\[\], ]+=\s*)(%|!)")
 _HELP = re.compile(r"^(\s*)[\w.]+\?{1,2}\s*$")
+_REROUTE = re.compile(r"^\s*%aio\s+reroute\s+(on|off)\b", re.M)
 
 
 @dataclass
@@ -73,6 +74,10 @@ class Source:
     is_notebook: bool = False
     # notebook: (first virtual line, cell number, cell's own line count) per code cell
     cells: list[tuple[int, int, int]] = field(default_factory=list)
+    # notebook cells run while loopbridge's `%aio reroute on` is in force (from the cell
+    # that turns it on to the one that turns it off): their asyncio.run goes to the
+    # worker loop, so it does not fail
+    rerouted: set[int] = field(default_factory=set)
     lines: list[str] = field(default_factory=list)
 
     def locate(self, line: int) -> tuple[int | None, int]:
@@ -208,12 +213,18 @@ def _load_notebook(path: Path, shown: str, raw: bytes) -> tuple[Source | None, l
     text_lines: list[str] = []
     cells: list[tuple[int, int, int]] = []
     number = 0
+    rerouted: set[int] = set()
+    reroute = False
     for cell in cells_json:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
         number += 1  # code cells are counted as Jupyter shows them: 1, 2, 3...
         src = cell.get("source", "")
         src = "".join(src) if isinstance(src, list) else str(src)
+        for m in _REROUTE.finditer(src):
+            reroute = m.group(1) == "on"
+        if reroute:
+            rerouted.add(number)
         python = _blank_ipython(src)
         if python is None:
             continue
@@ -235,6 +246,15 @@ def _load_notebook(path: Path, shown: str, raw: bytes) -> tuple[Source | None, l
     module = ast.Module(body=body, type_ignores=[])
     text = "\n".join(text_lines)
     return (
-        Source(path, shown, text, module, is_notebook=True, cells=cells, lines=text_lines),
+        Source(
+            path,
+            shown,
+            text,
+            module,
+            is_notebook=True,
+            cells=cells,
+            lines=text_lines,
+            rerouted=rerouted,
+        ),
         problems,
     )
