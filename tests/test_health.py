@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import threading
 import time
 import warnings
@@ -230,6 +231,8 @@ def test_in_a_kernel_a_sync_cell_is_not_a_stall_but_a_blocked_worker_is() -> Non
         assert "the cell held the kernel's loop" in out
         assert "loopbridge-default stalled" in out and "(blocked) in stuck()" in out
         assert "time.sleep(0.3)" in out
+        # the cell is named as the user sees it, not by ipykernel's temporary file
+        assert re.search(r"at In\[\d+\]:2 in stuck, handed to the bridge at In\[\d+\]:3", out), out
         res = k.ok("print(repr(get_ipython().run_line_magic('aio', 'doctor')))")
         assert "loop doctor" in res.stdout and "what to do: a synchronous call" in res.stdout
         res = k.ok("print(repr(get_ipython().run_line_magic('aio', 'leaks')))")

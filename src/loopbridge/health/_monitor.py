@@ -360,11 +360,17 @@ def _creation_site() -> str | None:
         code = frame.f_code
         if not code.co_filename.startswith((_HERE, _ASYNCIO)):
             name = getattr(code, "co_qualname", code.co_name)
-            # a notebook cell is named as such ("In[3]"), not by its temporary file
-            place = _inspect._cell_of_file(code.co_filename) or code.co_filename
-            return f"{place}:{frame.f_lineno} in {name}"
+            return f"{_place(code.co_filename)}:{frame.f_lineno} in {name}"
         frame = frame.f_back
     return None
+
+
+def _place(filename: str) -> str:
+    """A notebook cell is named as such ("In[3]"), not by its temporary file."""
+    try:
+        return _inspect._cell_of_file(filename) or filename
+    except Exception:  # noqa: BLE001 - a name is never worth an error
+        return filename
 
 
 def _ms(seconds: float) -> str:
@@ -664,12 +670,13 @@ def _read_stack(frame: Any) -> tuple[list[str], str | None, str | None, bool]:
         co = frame.f_code
         lineno = frame.f_lineno or co.co_firstlineno
         name = getattr(co, "co_qualname", co.co_name)
-        lines.append(f"{co.co_filename}:{lineno} in {name}")
+        place = _place(co.co_filename)
+        lines.append(f"{place}:{lineno} in {name}")
         if first:
             at_call = _at_call(co.co_code, frame.f_lasti)
             first = False
         if where is None and not co.co_filename.startswith((_HERE, _ASYNCIO)):
-            where = f"{co.co_filename}:{lineno} in {name}"
+            where = f"{place}:{lineno} in {name}"
             code = linecache.getline(co.co_filename, lineno).strip() or None
         frame = frame.f_back
     return lines, where, code, at_call
@@ -692,7 +699,12 @@ def _current_task(
     if task is None:
         return None, None, None
     # the user's coroutine, even on 3.10; and the sync caller, for bridge work
-    return task.get_name(), _worker._coro_name(task), _worker.call_site_of(loop, task)
+    site = _worker.call_site_of(loop, task)
+    if site is not None:
+        head, _, tail = site.rpartition(" in ")
+        file, _, line = head.rpartition(":")
+        site = f"{_place(file)}:{line} in {tail}"
+    return task.get_name(), _worker._coro_name(task), site
 
 
 class Monitor:
