@@ -282,6 +282,23 @@ def test_fix_runs_the_calls_on_one_loop_and_the_bug_is_gone(tmp_path: Path) -> N
     assert after.stdout.split() == ["waited", "waited"]
 
 
+def test_a_fix_keeps_the_files_encoding_and_line_endings(tmp_path: Path) -> None:
+    path = tmp_path / "legacy.py"
+    path.write_bytes(
+        b"# -*- coding: latin-1 -*-\r\nimport asyncio\r\n"
+        b"from concurrent.futures import ThreadPoolExecutor\r\n"
+        b"name = '\xe9'\r\nready = asyncio.Event()\r\n\r\n\r\n"
+        b"async def wait():\r\n    await ready.wait()\r\n\r\n\r\n"
+        b"def call():\r\n    return ThreadPoolExecutor(1).submit(asyncio.run, wait()).result()\r\n"
+    )
+    res = audit(str(path), "--isolated", "--fix")
+    assert res.returncode == 0, res.stdout + res.stderr
+    data = path.read_bytes()
+    assert data.count(b"\r\n") == data.count(b"\n") == 14  # every line still CRLF
+    assert b"name = '\xe9'" in data  # still latin-1
+    assert b"import loopbridge\r\n" in data and b"return loopbridge.run_sync(wait())" in data
+
+
 def test_suggested_fixes_need_unsafe_fixes(tmp_path: Path) -> None:
     path = write(tmp_path, "m.py", NESTED)
     res = audit(str(path), "--isolated", "--fix")
@@ -336,6 +353,7 @@ def test_bad_input_is_reported_and_the_rest_still_checked(tmp_path: Path) -> Non
     (tmp_path / "d_gone.py").symlink_to(tmp_path / "nowhere.py")
     (tmp_path / "e_nb.ipynb").write_text("{not json", encoding="utf-8")
     (tmp_path / "f_latin1.py").write_bytes(b"# -*- coding: latin-1 -*-\nname = '\xe9'\n")
+    (tmp_path / "g_deep.py").write_text("x = " + " + ".join(["1"] * 5000) + "\n")
     res = audit(str(tmp_path), "--isolated")
     assert res.returncode == 1
     by_file = {Path(LINE.match(x)["path"]).name: x for x in res.stdout.splitlines()}  # type: ignore[index]
@@ -345,6 +363,7 @@ def test_bad_input_is_reported_and_the_rest_still_checked(tmp_path: Path) -> Non
     assert "LB000 cannot read" in by_file["d_gone.py"]
     assert "LB000 not a valid notebook (not JSON)" in by_file["e_nb.ipynb"]
     assert "f_latin1.py" not in by_file
+    assert "LB000 too deeply nested" in by_file["g_deep.py"]
     missing = audit(str(tmp_path / "no-such-dir"))
     assert missing.returncode == 2 and "no-such-dir: no such file or folder" in missing.stderr
     empty = tmp_path / "empty"

@@ -154,6 +154,8 @@ def check(
             Finding("LB000", prob.message, prob.path, prob.line, prob.col, cell=prob.cell)
         )
     project = Project(sources)
+    for src, why in project.problems:
+        findings.append(Finding("LB000", why, src.shown, 1, 1))
     checker = Checker(
         project,
         LOOP_BOUND | frozenset(cfg.loop_bound),

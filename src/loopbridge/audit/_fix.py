@@ -59,9 +59,10 @@ def apply_fixes(text: str, findings: list[Finding], unsafe: bool) -> tuple[str, 
     if imports:
         tree = ast.parse(out)
         at = _import_at(out, tree)
-        block = "".join(f"import {name}\n" for name in sorted(imports))
+        eol = "\r\n" if "\r\n" in text else "\n"  # the file's own line endings
+        block = "".join(f"import {name}{eol}" for name in sorted(imports))
         if at and not out[:at].endswith("\n"):
-            block = "\n" + block
+            block = eol + block
         out = out[:at] + block + out[at:]
     return out, fixed
 

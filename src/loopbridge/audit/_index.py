@@ -152,12 +152,21 @@ class Project:
                 depth += 1
             self.modules[name] = Module(name, src)
         self.funcs: dict[str, Func] = {}
-        for mod in self.modules.values():
-            _Binder(self, mod).bind()
+        self.problems: list[tuple[Source, str]] = []
+        for name, mod in list(self.modules.items()):
+            try:
+                _Binder(self, mod).bind()
+            except RecursionError:  # an expression nested thousands deep
+                del self.modules[name]
+                self.problems.append((mod.source, "too deeply nested to check"))
         for mod in self.modules.values():
             self.funcs.update(mod.funcs)
-        for mod in self.modules.values():
-            _Walker(self, mod).walk()
+        for name, mod in list(self.modules.items()):
+            try:
+                _Walker(self, mod).walk()
+            except RecursionError:
+                del self.modules[name]
+                self.problems.append((mod.source, "too deeply nested to check"))
 
     # -- name resolution ------------------------------------------------------------
 

@@ -78,6 +78,7 @@ class Source:
     # that turns it on to the one that turns it off): their asyncio.run goes to the
     # worker loop, so it does not fail
     rerouted: set[int] = field(default_factory=set)
+    encoding: str = "utf-8"  # the file's own (a coding cookie), kept when a fix is written
     lines: list[str] = field(default_factory=list)
 
     def locate(self, line: int) -> tuple[int | None, int]:
@@ -160,8 +161,8 @@ def load(path: Path) -> tuple[Source | None, list[Problem]]:
     if path.suffix == ".ipynb":
         return _load_notebook(path, shown, raw)
     try:
-        text = tokenize.detect_encoding(io.BytesIO(raw).readline)[0]
-        source = raw.decode(text)
+        encoding = tokenize.detect_encoding(io.BytesIO(raw).readline)[0]
+        source = raw.decode(encoding)
     except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
         return None, [Problem(shown, 0, 0, f"cannot decode: {exc}")]
     try:
@@ -170,8 +171,12 @@ def load(path: Path) -> tuple[Source | None, list[Problem]]:
         return None, [Problem(shown, exc.lineno or 0, exc.offset or 0, f"syntax error: {exc.msg}")]
     except ValueError as exc:  # e.g. source with NUL after the first 8 KiB
         return None, [Problem(shown, 0, 0, f"cannot parse: {exc}")]
+    except (RecursionError, MemoryError):
+        return None, [Problem(shown, 0, 0, "too deeply nested for Python's parser to read")]
     lines = source.splitlines()
-    return Source(path, shown, source, tree, lines=lines), []
+    if encoding == "utf-8-sig":
+        source = source.removeprefix("\ufeff")
+    return Source(path, shown, source, tree, lines=lines, encoding=encoding), []
 
 
 def _blank_ipython(source: str) -> str | None:
@@ -238,6 +243,10 @@ def _load_notebook(path: Path, shown: str, raw: bytes) -> tuple[Source | None, l
             problems.append(
                 Problem(shown, exc.lineno or 0, exc.offset or 0, f"syntax error: {exc.msg}", number)
             )
+            continue
+        except (RecursionError, MemoryError, ValueError) as exc:
+            why = "too deeply nested to read" if not isinstance(exc, ValueError) else str(exc)
+            problems.append(Problem(shown, 0, 0, f"cannot parse: {why}", number))
             continue
         ast.increment_lineno(tree, first - 1)
         body.extend(tree.body)

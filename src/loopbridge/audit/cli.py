@@ -123,7 +123,8 @@ def _fix(report: AuditReport, args: argparse.Namespace) -> tuple[AuditReport, st
         if args.diff:
             diffs.append(unified_diff(path, src.text, new))
         else:
-            src.path.write_text(new, encoding="utf-8")
+            # the file's own encoding and line endings
+            src.path.write_text(new, encoding=src.encoding, newline="")
             fixed_total += len(fixed)
     if args.diff:
         return report, "".join(diffs)

@@ -754,7 +754,9 @@ class Monitor:
         owner: _Made | int | None = None
         if made_by is not None and not (in_cell and made_by.made < self.cell_began):
             owner = made_by  # made inside a tracked task: it should not outlive it
-            made_by.owns = True
+            if not made_by.owns:  # named while it runs (3.10: its frame shows the coroutine)
+                made_by.owns = True
+                made_by.describe(parent)
         elif in_cell:
             # made by the cell's own code (the task running it is the kernel's, made
             # before the cell began): the cell owns it
@@ -767,8 +769,6 @@ class Monitor:
         if entry is None or entry.ref() is not task:
             return
         entry.ended = time.time()
-        if entry.owns:  # its children's reports name it after it is gone
-            entry.describe(task)
         if task.cancelled():
             outcome = "cancelled"
         else:
