@@ -95,40 +95,20 @@ def main() -> None:
             )
         ]
         ruff = shutil.which("ruff", path=str(bin_dir)) or shutil.which("ruff")
-        if ruff:
-            tools.append(
-                (
-                    "ruff check --select ASYNC,RUF006",
-                    [
-                        ruff,
-                        "check",
-                        "--isolated",
-                        "--no-cache",
-                        "--select",
-                        "ASYNC,RUF006",
-                        "--exit-zero",
-                        "-q",
-                        str(tree),
-                    ],
-                )
-            )
         flake8 = shutil.which("flake8", path=str(bin_dir)) or shutil.which("flake8")
-        if flake8:
-            tools.append(
-                (
-                    "flake8 + flake8-async --select ASYNC",
-                    [
-                        flake8,
-                        "--isolated",
-                        "--select",
-                        "ASYNC",
-                        "--exit-zero",
-                        "-j",
-                        "1",
-                        str(tree),
-                    ],
-                )
-            )
+        peers = (
+            (
+                "ruff check --select ASYNC,RUF006",
+                ruff,
+                ["check", "--no-cache", "-q"],
+                "ASYNC,RUF006",
+            ),
+            ("flake8 + flake8-async --select ASYNC", flake8, ["-j", "1"], "ASYNC"),
+        )
+        for name, exe, own, rules in peers:  # own: the tool's arguments before the shared
+            if exe:
+                shared = ["--isolated", "--select", rules, "--exit-zero", str(tree)]
+                tools.append((name, [exe, *own, *shared]))
         results = [(name, *timed(cmd, rounds)) for name, cmd in tools]
     print(
         f"{platform.machine()}, {platform.python_implementation()} "

@@ -14,4 +14,4 @@ fi
 "$venv/bin/python" -c "import ipykernel, IPython; print('ipykernel', ipykernel.__version__, '/ IPython', IPython.__version__)"
 exec "$venv/bin/python" -m pytest -q -p no:cacheprovider \
   tests/test_extension.py tests/test_kernel.py tests/test_notebooks.py tests/test_demo.py \
-  tests/test_health.py "$@"
+  tests/test_health.py tests/test_audit.py "$@"

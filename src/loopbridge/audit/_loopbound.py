@@ -121,22 +121,19 @@ def find_bound(project: Project, table: frozenset[str]) -> list[Bound]:
             out.append(b)
 
     for mod in project.modules.values():
-        tree = mod.source.tree
-        for stmt in tree.body:
-            for target, value in _assignments(stmt):
-                ctor = is_bound_expr(value, project, mod, None, table)
-                if ctor is None:
-                    continue
-                for name in _target_names(target):
-                    add(Bound(f"{mod.name}.{name}", "module", ctor, mod, stmt))
-        for cls_key, cls_node in mod.classes.items():
-            for stmt in cls_node.body:
+        # module level, then each class body: (key prefix, statements, kind, class)
+        bodies: list[tuple[str, list[ast.stmt], str, str | None]] = [
+            (mod.name, mod.source.tree.body, "module", None)
+        ]
+        bodies.extend((key, node.body, "class", key) for key, node in mod.classes.items())
+        for prefix, body, kind, cls in bodies:
+            for stmt in body:
                 for target, value in _assignments(stmt):
                     ctor = is_bound_expr(value, project, mod, None, table)
                     if ctor is None:
                         continue
                     for name in _target_names(target):
-                        add(Bound(f"{cls_key}.{name}", "class", ctor, mod, stmt, cls_key))
+                        add(Bound(f"{prefix}.{name}", kind, ctor, mod, stmt, cls))
         for func in mod.funcs.values():
             node = func.node
             if isinstance(node, ast.Lambda):

@@ -673,38 +673,14 @@ class Checker:
 
     def _name_tested_for_running(self, mod: Module, func: Func | None, call: ast.Call) -> bool:
         names = _assigned_from(mod, call)
-        if not names:
-            return False
-        scope = func.node if func is not None else mod.source.tree
-        for n in ast.walk(scope):
-            if (
-                isinstance(n, ast.Call)
-                and isinstance(n.func, ast.Attribute)
-                and n.func.attr == "is_running"
-                and isinstance(n.func.value, ast.Name)
-                and n.func.value.id in names
-            ):
-                return True
-        return False
+        return bool(names) and _method_called_on(mod, func, names, ("is_running",))
 
     def _then_runs_it(self, mod: Module, func: Func, call: ast.Call) -> bool:
+        runs = ("run_until_complete", "run_forever")
         parent = mod.parents.get(id(call))
-        if isinstance(parent, ast.Attribute) and parent.attr in (
-            "run_until_complete",
-            "run_forever",
-        ):
+        if isinstance(parent, ast.Attribute) and parent.attr in runs:
             return True
-        names = _assigned_from(mod, call)
-        for n in ast.walk(func.node):
-            if (
-                isinstance(n, ast.Call)
-                and isinstance(n.func, ast.Attribute)
-                and n.func.attr in ("run_until_complete", "run_forever")
-                and isinstance(n.func.value, ast.Name)
-                and n.func.value.id in names
-            ):
-                return True
-        return False
+        return _method_called_on(mod, func, _assigned_from(mod, call), runs)
 
     # -- LB006 swallowed running-loop error -------------------------------------------------
 
@@ -911,6 +887,21 @@ def _in_loop(mod: Module, node: ast.AST) -> bool:
             return True
         child, cur = cur, mod.parents.get(id(cur))
     return False
+
+
+def _method_called_on(
+    mod: Module, func: Func | None, names: set[str], methods: tuple[str, ...]
+) -> bool:
+    """Whether the scope calls one of *methods* on a local named in *names*."""
+    scope = func.node if func is not None else mod.source.tree
+    return any(
+        isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr in methods
+        and isinstance(n.func.value, ast.Name)
+        and n.func.value.id in names
+        for n in ast.walk(scope)
+    )
 
 
 def _assigned_from(mod: Module, call: ast.Call) -> set[str]:
