@@ -339,16 +339,19 @@ class _TaskFactory(ChainingFactory):
                         self.timer, self.generation, self.entries = timer, timer.generation, {}
                     self.entries[code] = entry
             coro = TimedCoroutine(coro, entry)
-        parent = None
-        if monitor.track_tasks:
-            # before make(): an eager task runs its first step inside it
-            parent = asyncio.current_task(loop)
-        task = self.make(loop, coro, **kwargs)
-        if monitor.track_tasks:
-            try:
-                monitor.task_made(task, _creation_site(), self.label, parent)
-            except Exception:  # noqa: BLE001 - noting must never break task creation
-                pass
+        if not monitor.track_tasks:
+            return self.make(loop, coro, **kwargs)  # type: ignore[no-any-return]
+        # Noted before make(): an eager task (3.12+) runs its first step inside it,
+        # and what that step starts must find its maker.
+        entry = monitor.task_begun(_creation_site(), self.label, asyncio.current_task(loop))
+        try:
+            task = self.make(loop, coro, **kwargs)
+        finally:
+            monitor.making().pop()
+        try:
+            monitor.task_made(task, entry)
+        except Exception:  # noqa: BLE001 - noting must never break task creation
+            pass
         return task  # type: ignore[no-any-return]
 
 
@@ -730,6 +733,7 @@ class Monitor:
         self.step_rows: list[dict[str, Any]] = []
         # id(task) -> _Made: the tasks made while tasks=True runs, still pending
         self.pending: dict[int, _Made] = {}
+        self._making = threading.local()
         self.ended: collections.deque[TaskEnd] = collections.deque(maxlen=1000)
         # cells (set by the IPython extension): the running one, and when each ended
         self.cell_number: int | None = None
@@ -740,16 +744,24 @@ class Monitor:
 
     # -- tasks (tasks=True) ---------------------------------------------------------------
 
-    def task_made(
-        self,
-        task: asyncio.Future[Any],
-        site: str | None,
-        label: str | None,
-        parent: asyncio.Future[Any] | None = None,
-    ) -> None:
+    def making(self) -> list[_Made]:
+        """The tasks this thread is making right now (an eager one's first step may
+        make more), innermost last."""
+        stack: list[_Made] | None = getattr(self._making, "stack", None)
+        if stack is None:
+            stack = self._making.stack = []
+        return stack
+
+    def task_begun(
+        self, site: str | None, label: str | None, parent: asyncio.Future[Any] | None
+    ) -> _Made:
+        """A task is about to be made: its entry, with its owner (pushed on making())."""
         made_by = self.pending.get(id(parent)) if parent is not None else None
         if made_by is not None and made_by.ref() is not parent:
             made_by = None
+        stack = self.making()
+        if made_by is None and parent is not None and stack:
+            made_by = stack[-1]  # the parent is an eager task still being made
         in_cell = self.cell_running and self.cell_number is not None
         owner: _Made | int | None = None
         if made_by is not None and not (in_cell and made_by.made < self.cell_began):
@@ -761,7 +773,13 @@ class Monitor:
             # made by the cell's own code (the task running it is the kernel's, made
             # before the cell began): the cell owns it
             owner = self.cell_number
-        self.pending[id(task)] = _Made(weakref.ref(task), time.time(), site, label, owner)
+        entry = _Made(None, time.time(), site, label, owner)
+        stack.append(entry)
+        return entry
+
+    def task_made(self, task: asyncio.Future[Any], entry: _Made) -> None:
+        entry.ref = weakref.ref(task)
+        self.pending[id(task)] = entry
         task.add_done_callback(self.task_done)
 
     def task_done(self, task: asyncio.Future[Any]) -> None:
@@ -810,6 +828,8 @@ class Monitor:
             return ended
         if owner.ended is not None:
             return owner.ended
+        if owner.ref is None:
+            return True  # still being made
         parent = owner.ref()
         return True if parent is not None and not parent.done() else None
 
