@@ -147,7 +147,9 @@ class TaskEnd:
 class _Made:
     """A tracked task: plain data, the task itself only by weak reference. ``owner``
     is the entry of the tracked task that made it, or the number of the cell that
-    did. An entry that owns others names itself when its task ends."""
+    did. An entry names itself the first time it owns another (while its task runs:
+    on 3.10 a finished task's coroutine can no longer be told), so that reports can
+    name it after it is gone."""
 
     __slots__ = ("coro", "ended", "label", "made", "name", "owner", "owns", "ref", "site")
 
