@@ -470,3 +470,32 @@ def test_environment_is_untouched(tmp_path: Path) -> None:
     before = sorted(os.listdir(tmp_path))
     audit(str(tmp_path), "--isolated")
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_the_view_escapes_html_and_gives_records(tmp_path: Path) -> None:
+    """%aio audit's view: text, escaped HTML (a message may hold `<lambda:3>` or a
+    notebook cell's `<module>`), and records with every field."""
+    from loopbridge.audit._output import AuditView
+
+    write(
+        tmp_path,
+        "m.py",
+        """
+        import asyncio
+
+
+        async def go():
+            return (lambda: asyncio.run(go()))()
+        """,
+    )
+    report = check([tmp_path], isolated=True)
+    view = AuditView(report.findings, report.files)
+    assert [f.code for f in report.findings] == ["LB001"]
+    assert "<lambda:5>" in report.findings[0].message
+    html = view._repr_html_()
+    assert "&lt;lambda:5&gt;" in html and "<lambda" not in html
+    assert "1 finding(s) in 1 file(s)" in str(view)
+    (record,) = view.to_records()
+    assert record["code"] == "LB001" and record["location"]["row"] == 5
+    empty = AuditView([], 3)
+    assert str(empty) == "no loop-affinity problems found in 3 file(s)"

@@ -135,6 +135,7 @@ class Module:
     globals_used: set[str] = field(default_factory=set)  # module-level code's reads
     parents: dict[int, ast.AST] = field(default_factory=dict)  # id(node) -> parent
     nodes: list[ast.AST] = field(default_factory=list)  # module-level scope's nodes
+    func_by_node: dict[int, Func] = field(default_factory=dict)  # id(def node) -> Func
 
 
 class Project:
@@ -332,6 +333,7 @@ class _Binder(ast.NodeVisitor):
             params=[a.arg for a in _all_args(node.args)],
         )
         self.mod.funcs[key] = func
+        self.mod.func_by_node[id(node)] = func
         if parent is not None and cls_key is None:
             parent.local_defs[name] = func
         elif parent is None and cls_key is None:
@@ -464,6 +466,9 @@ class _Walker:
         target = call.func
         q = project.qualify(target, mod, func)
         callees: list[Func] = project.lookup(q)
+        if isinstance(target, ast.Lambda):  # (lambda: ...)() runs it here and now
+            called = mod.func_by_node.get(id(target))
+            callees = [called] if called is not None else []
         if not callees and isinstance(target, ast.Attribute):
             callees = project.method_of_instance(target, mod, func)
         if not callees and isinstance(target, ast.Attribute) and func is not None:

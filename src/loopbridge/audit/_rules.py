@@ -255,7 +255,7 @@ class Checker:
         if found is None and depth < 30:
             for _call, callees in func.calls:
                 for c in callees:
-                    if c.is_async or isinstance(c.node, ast.Lambda):
+                    if c.is_async:
                         continue
                     sub = self._nested_chain(c, depth + 1)
                     if sub is not None:
@@ -309,7 +309,7 @@ class Checker:
                 )
             for call, callees in calls:
                 for c in callees:
-                    if c.is_async or isinstance(c.node, ast.Lambda):
+                    if c.is_async:
                         continue
                     sub = self._nested_chain(c)
                     if sub is None:

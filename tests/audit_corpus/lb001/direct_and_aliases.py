@@ -61,6 +61,10 @@ class Service:
         return asyncio.run(fetch())  # expect: LB001
 
 
+async def called_on_the_spot() -> int:
+    return (lambda: asyncio.run(fetch()))()  # expect: LB001
+
+
 # -- not findings ----------------------------------------------------------------------
 
 
