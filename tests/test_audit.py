@@ -144,6 +144,13 @@ def test_json_and_sarif(tmp_path: Path) -> None:
     assert region["startLine"] == 9 and region["startColumn"] == 12
     uri = result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
     assert uri.endswith("bad.py") and "\\\\" not in uri
+    out = tmp_path / "out" / "audit.sarif"
+    res = audit(str(tmp_path / "bad.py"), "--isolated", "--format", "sarif", "-o", str(out))
+    assert res.returncode == 2 and "its folder does not exist" in res.stderr
+    out.parent.mkdir()
+    res = audit(str(tmp_path / "bad.py"), "--isolated", "--format", "sarif", "-o", str(out))
+    assert res.returncode == 1 and res.stdout == ""
+    assert json.loads(out.read_text())["runs"][0]["results"][0]["ruleId"] == "LB001"
 
 
 def test_noqa_select_ignore_and_statistics(tmp_path: Path) -> None:

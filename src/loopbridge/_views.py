@@ -157,6 +157,15 @@ class _View:
             ) from None
         return pd.DataFrame(self.to_records())
 
+    def to_frame(self) -> Any:
+        """Another name for :meth:`to_dataframe` (pandas' own word for it).
+
+        Example::
+
+            df = loopbridge.health.report().to_frame()
+        """
+        return self.to_dataframe()
+
     def text(self) -> str:
         raise NotImplementedError
 

@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
         help="output format (default: text, one finding a line)",
     )
     p.add_argument("--statistics", action="store_true", help="count the findings per rule")
+    p.add_argument(
+        "-o",
+        "--output-file",
+        help="write the findings (text, json or sarif) to this file instead of stdout",
+    )
     p.add_argument("--fix", action="store_true", help="apply the safe fixes to .py files")
     p.add_argument(
         "--unsafe-fixes",
@@ -74,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--config and --isolated cannot be used together")
     if args.config and not Path(args.config).is_file():
         parser.error(f"--config {args.config}: no such file")
+    if args.output_file and not Path(args.output_file).resolve().parent.is_dir():
+        parser.error(f"--output-file {args.output_file}: its folder does not exist")
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         for m in missing:
@@ -145,21 +152,21 @@ def _print(report: AuditReport, args: argparse.Namespace) -> None:
     from importlib.metadata import PackageNotFoundError, version
 
     if args.format == "json":
-        print(to_json(report.findings))
+        _emit(to_json(report.findings), args)
         return
     if args.format == "sarif":
         try:
             v = version("loopbridge")
         except PackageNotFoundError:  # pragma: no cover - running from a checkout
             v = "0"
-        print(to_sarif(report.findings, v))
+        _emit(to_sarif(report.findings, v), args)
         return
     if args.statistics:
         for n, code, name, fixable in report.statistics():
             print(f"{n:5d}\t{code}\t{name}\t{fixable}".rstrip())
         return
     if report.findings:
-        print(to_text(report.findings))
+        _emit(to_text(report.findings), args)
     if args.quiet:
         return
     n = len(report.findings)
@@ -176,6 +183,13 @@ def _print(report: AuditReport, args: argparse.Namespace) -> None:
     if unsafe:
         tail += f" {unsafe} more with --fix --unsafe-fixes (they change behaviour: review them)."
     print(f"Found {n} problem(s) in {report.files} file(s).{tail}", file=sys.stderr)
+
+
+def _emit(text: str, args: argparse.Namespace) -> None:
+    if args.output_file:
+        Path(args.output_file).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
 
 
 if __name__ == "__main__":  # pragma: no cover
