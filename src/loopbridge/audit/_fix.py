@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import difflib
 
-from ._findings import Edit, Finding
+from ._findings import Finding
 
 __all__ = ["apply_fixes", "unified_diff"]
 
@@ -76,6 +76,3 @@ def unified_diff(path: str, before: str, after: str) -> str:
             tofile=f"b/{path}",
         )
     )
-
-
-__all__ += ["Edit"]

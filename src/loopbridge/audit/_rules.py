@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from ._findings import Edit, Finding, Fix
 from ._index import GET_EVENT_LOOP, GET_RUNNING, NEW_LOOP, Entry, Func, Module, Project
-from ._loopbound import Bound, find_bound, is_bound_expr
+from ._loopbound import Bound, find_bound
 from ._pytest import PytestIndex
 
 __all__ = ["Checker"]
@@ -101,22 +101,28 @@ class Checker:
 
     def reach(self, funcs: Iterable[Func]) -> frozenset[str]:
         """Every checked function that may run when these run (calls, both kinds)."""
+        out: frozenset[str] = frozenset()
+        for f in funcs:
+            out |= self._reach_one(f)
+        return out
+
+    def _reach_one(self, start: Func) -> frozenset[str]:
+        cached = self._reach_cache.get(start.key)
+        if cached is not None:
+            return cached
         out: set[str] = set()
-        todo = list(funcs)
+        todo = [start]
         while todo:
             f = todo.pop()
             if f.key in out:
-                continue
-            cached = self._reach_cache.get(f.key)
-            if cached is not None:
-                out |= cached
                 continue
             out.add(f.key)
             for _call, callees in f.calls:
                 todo.extend(c for c in callees if c.key not in out)
             # a nested def or lambda defined here usually runs as part of it
             todo.extend(f.local_defs.values())
-        return frozenset(out)
+        found = self._reach_cache[start.key] = frozenset(out)
+        return found
 
     def coro_funcs(self, coro: ast.expr | None, mod: Module, func: Func | None) -> list[Func]:
         """The coroutine function(s) a loop entry runs, when they can be told."""
@@ -219,7 +225,7 @@ class Checker:
             wrappers.update(added)
         return runs
 
-    def uses(self, reach: frozenset[str], extra_params: dict[str, str]) -> list[Bound]:
+    def uses(self, reach: frozenset[str]) -> list[Bound]:
         """The kept loop-bound objects the functions in *reach* use."""
         out = []
         funcs = [self.p.funcs[k] for k in reach if k in self.p.funcs]
@@ -388,7 +394,7 @@ class Checker:
         starts = self.coro_funcs(run.coro, run.module, run.func)
         if not starts:
             return []
-        names = [b.label for b in self.uses(self.reach(starts), {})]
+        names = [b.label for b in self.uses(self.reach(starts))]
         return names + self._passed_bound(run)
 
     def lb002(self) -> list[Finding]:
@@ -542,13 +548,14 @@ class Checker:
             loops.append((f"run@{id(run.node)}", run.label, self.reach(starts), per_call))
         for loop_id, label, funcs in self.pytest.test_loops(self.p):
             loops.append((loop_id, label, self.reach(funcs), False))
+        used = [{b.key for b in self.uses(reach)} for _id, _label, reach, _pc in loops]
         for b in self.bound:
             if b.kind == "instance":
                 # each loop may well have its own instance: not provable statically
                 continue
             users: dict[str, tuple[str, bool]] = {}
-            for loop_id, label, reach, per_call in loops:
-                if b in self.uses(reach, {}):
+            for (loop_id, label, _reach, per_call), keys in zip(loops, used, strict=True):
+                if b.key in keys:
                     users.setdefault(loop_id, (label, per_call))
             if len(users) < 2 or all(pc for _label, pc in users.values()):
                 continue
@@ -984,6 +991,3 @@ def _unquote(expr: ast.expr) -> ast.expr:
         except SyntaxError:
             return expr
     return expr
-
-
-__all__ += ["is_bound_expr"]
