@@ -263,8 +263,8 @@ class Project:
         recv = target.value
         if isinstance(recv, ast.Call):
             cls = self.qualify(recv.func, mod, func)
-            if self.is_class(cls):
-                return self.method(cls, target.attr)  # type: ignore[arg-type]
+            if cls is not None and self.is_class(cls):
+                return self.method(cls, target.attr)
         return []
 
     def iter_funcs(self) -> Iterator[Func]:

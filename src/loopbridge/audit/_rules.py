@@ -856,12 +856,12 @@ def _lb001_advice(func: Func | None, helper: str | None = None) -> str:
     return "Await the coroutine instead."
 
 
-def _edit(node: ast.AST, text: str) -> Edit:
+def _edit(node: ast.expr | ast.stmt, text: str) -> Edit:
     return Edit(
-        node.lineno,  # type: ignore[attr-defined]
-        node.col_offset,  # type: ignore[attr-defined]
-        node.end_lineno or node.lineno,  # type: ignore[attr-defined]
-        node.end_col_offset or 0,  # type: ignore[attr-defined]
+        node.lineno,
+        node.col_offset,
+        node.end_lineno or node.lineno,
+        node.end_col_offset or 0,
         text,
     )
 
@@ -972,9 +972,8 @@ def _is_skip_stmt(stmt: ast.stmt, exc_name: str | None = None) -> bool:
                 isinstance(f, ast.Attribute) and getattr(f.value, "id", "") == "warnings"
             )
         return False
-    handed_on = isinstance(getattr(stmt, "value", None), ast.Name) and (
-        stmt.value.id == exc_name  # type: ignore[attr-defined]
-    )
+    value = getattr(stmt, "value", None)
+    handed_on = isinstance(value, ast.Name) and value.id == exc_name
     if isinstance(stmt, ast.Return):
         return not handed_on and (
             stmt.value is None or isinstance(stmt.value, (ast.Constant, ast.Name))

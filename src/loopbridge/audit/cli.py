@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import AuditReport, check
 from ._config import ConfigError
-from ._findings import RULES
+from ._findings import RULES, Finding
 from ._fix import apply_fixes, unified_diff
 from ._output import to_json, to_sarif, to_text
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 def _fix(report: AuditReport, args: argparse.Namespace) -> tuple[AuditReport, str]:
     diffs = []
     fixed_total = 0
-    by_file: dict[str, list] = {}  # type: ignore[type-arg]
+    by_file: dict[str, list[Finding]] = {}
     for f in report.findings:
         if f.fix is not None and f.cell is None:
             by_file.setdefault(f.path, []).append(f)
