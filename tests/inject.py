@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dis
 import functools
+import gc
 import os
 import sys
 import threading
@@ -53,7 +54,7 @@ class Injector:
         self._prev_code: dict[CodeType, str] = {}
 
     def _global(self, frame: FrameType, event: str, arg: Any) -> Any:
-        if not frame.f_code.co_filename.startswith(PKG):
+        if not frame.f_code.co_filename.startswith(PKG) or frame.f_code in _gc_codes():
             return None
         frame.f_trace_opcodes = True
         return self._local
@@ -93,7 +94,8 @@ class Injector:
             mon = sys.monitoring
             event = mon.events.INSTRUCTION
             mon.use_tool_id(_TOOL, "loopbridge-inject")
-            codes = _package_codes()
+            skip = _gc_codes()
+            codes = [c for c in _package_codes() if c not in skip]
             try:
                 mon.register_callback(_TOOL, event, self._instruction)
                 for code in codes:
@@ -114,6 +116,22 @@ class Injector:
 
 
 _TOOL = 4  # a sys.monitoring tool id left free by debuggers (0-2) and profilers (5)
+
+
+def _gc_codes() -> set[CodeType]:
+    """loopbridge's garbage-collector callbacks (``gc.callbacks``). They run at
+    whatever allocation starts a collection, which is not a point of the call's path
+    and moves from run to run; and CPython swallows what is raised in them
+    ("Exception ignored in"), so a Ctrl-C landing there is CPython's business.
+    Counting them made the walk depend on when the collector ran."""
+    from loopbridge import _faces
+
+    out = {_faces._gc_phase.__code__}  # registered on first use: maybe not yet
+    for cb in gc.callbacks:
+        code = getattr(getattr(cb, "__func__", cb), "__code__", None)
+        if isinstance(code, CodeType) and code.co_filename.startswith(PKG):
+            out.add(code)
+    return out
 
 
 @functools.cache
