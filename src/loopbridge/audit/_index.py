@@ -17,7 +17,16 @@ from pathlib import Path
 
 from ._source import Source
 
-__all__ = ["Entry", "Func", "Module", "Project", "module_name"]
+__all__ = [
+    "Entry",
+    "Func",
+    "Module",
+    "Project",
+    "body_of",
+    "in_loop_body",
+    "module_name",
+    "names_made_by",
+]
 
 # What ``from asyncio import *`` binds that the rules care about.
 ASYNCIO_NAMES = frozenset(
@@ -43,7 +52,7 @@ ASYNCIO_NAMES = frozenset(
         "run_coroutine_threadsafe",
     }
 )
-LOOP_RUNNERS = {"asyncio.run": "asyncio.run", "asyncio.runners.run": "asyncio.run"}
+LOOP_RUNNERS = frozenset({"asyncio.run", "asyncio.runners.run"})
 ANYIO_RUN = "anyio.run"
 NEW_LOOP = frozenset({"asyncio.new_event_loop", "asyncio.events.new_event_loop"})
 RUNNER = frozenset({"asyncio.Runner", "asyncio.runners.Runner"})
@@ -83,7 +92,6 @@ class Entry:
     kind: str  # "asyncio.run" | "anyio.run" | "run_until_complete" | "Runner.run" | "submit"
     node: ast.Call
     coro: ast.expr | None  # the coroutine (or coroutine function, for anyio.run)
-    func: Func | None  # the function it is in; None at module level
     guarded: bool  # only reached when no loop runs in this thread (a checked guard)
     in_loop_body: bool  # inside a for/while body of its function
     under_is_running: bool  # behind a loop.is_running() test
@@ -110,11 +118,6 @@ class Func:
     nodes: list[ast.AST] | None = None  # the nodes of its own scope (scope_nodes)
 
     @property
-    def short(self) -> str:
-        """For chains: ``app.startup`` (module and qualified name)."""
-        return self.key
-
-    @property
     def name(self) -> str:
         return self.key.rsplit(".", 1)[-1]
 
@@ -128,13 +131,11 @@ class Module:
     funcs: dict[str, Func] = field(default_factory=dict)  # key -> Func (all, nested too)
     top_funcs: dict[str, Func] = field(default_factory=dict)  # module-level name -> Func
     classes: dict[str, ast.ClassDef] = field(default_factory=dict)  # key -> node
-    class_bases: dict[str, list[str]] = field(default_factory=dict)
     top_names: set[str] = field(default_factory=set)  # names assigned at module level
     entries: list[Entry] = field(default_factory=list)  # module-level ones
     calls: list[tuple[ast.Call, list[Func]]] = field(default_factory=list)  # module level
     globals_used: set[str] = field(default_factory=set)  # module-level code's reads
     parents: dict[int, ast.AST] = field(default_factory=dict)  # id(node) -> parent
-    nodes: list[ast.AST] = field(default_factory=list)  # module-level scope's nodes
     func_by_node: dict[int, Func] = field(default_factory=dict)  # id(def node) -> Func
 
 
@@ -153,6 +154,8 @@ class Project:
                 depth += 1
             self.modules[name] = Module(name, src)
         self.funcs: dict[str, Func] = {}
+        # class key -> (its module, its node), over the whole tree
+        self.classes: dict[str, tuple[Module, ast.ClassDef]] = {}
         self.problems: list[tuple[Source, str]] = []
         for name, mod in list(self.modules.items()):
             try:
@@ -162,6 +165,7 @@ class Project:
                 self.problems.append((mod.source, "too deeply nested to check"))
         for mod in self.modules.values():
             self.funcs.update(mod.funcs)
+            self.classes.update((key, (mod, node)) for key, node in mod.classes.items())
         for name, mod in list(self.modules.items()):
             try:
                 _Walker(self, mod).walk()
@@ -244,17 +248,20 @@ class Project:
             return [found]
         seen = seen or set()
         seen.add(cls_key)
-        for mod in self.modules.values():
-            if cls_key in mod.class_bases:
-                for base in mod.class_bases[cls_key]:
-                    if base not in seen:
-                        got = self.method(base, name, seen)
-                        if got:
-                            return got
+        found_cls = self.classes.get(cls_key)
+        if found_cls is None:
+            return []
+        mod, node = found_cls
+        for expr in node.bases:  # resolved in the class's own module, as Python does
+            base = self.qualify(expr, mod)
+            if base is not None and base not in seen:
+                got = self.method(base, name, seen)
+                if got:
+                    return got
         return []
 
-    def is_class(self, key: str | None) -> bool:
-        return key is not None and any(key in m.classes for m in self.modules.values())
+    def is_class(self, key: str) -> bool:
+        return key in self.classes
 
     def method_of_instance(
         self, target: ast.Attribute, mod: Module, func: Func | None
@@ -266,9 +273,6 @@ class Project:
             if cls is not None and self.is_class(cls):
                 return self.method(cls, target.attr)
         return []
-
-    def iter_funcs(self) -> Iterator[Func]:
-        return iter(self.funcs.values())
 
 
 class _Binder(ast.NodeVisitor):
@@ -365,7 +369,6 @@ class _Binder(ast.NodeVisitor):
         parent = self.cls[-1] if self.cls else (self.stack[-1].key if self.stack else self.mod.name)
         key = f"{parent}.{node.name}"
         self.mod.classes[key] = node
-        self.mod.class_bases[key] = [b for b in (_dotted(x) for x in node.bases) if b]
         if not self.stack and not self.cls:
             self.mod.top_names.add(node.name)
         self.cls.append(key)
@@ -401,9 +404,7 @@ class _Walker:
     def walk(self) -> None:
         self._scan(self.mod.source.tree.body, None)
         for func in list(self.mod.funcs.values()):
-            node = func.node
-            body = [node.body] if isinstance(node, ast.Lambda) else node.body
-            self._scan(body, func)
+            self._scan(body_of(func.node), func)
 
     def _scan(self, body: Sequence[ast.AST], func: Func | None) -> None:
         """Every node of *body* that runs in this scope (not nested defs' bodies)."""
@@ -411,8 +412,6 @@ class _Walker:
         nodes = scope_nodes(body, self.mod.parents, owner)
         if func is not None:
             func.nodes = nodes
-        else:
-            self.mod.nodes = nodes
         for node in nodes:
             if isinstance(node, ast.Call):
                 self._call(node, func)
@@ -440,10 +439,8 @@ class _Walker:
         f: Func | None = func
         while f is not None:
             out.update(f.params)
-            node = f.node
             if f.nodes is None:  # not scanned yet (an enclosing function comes first)
-                body = [node.body] if isinstance(node, ast.Lambda) else node.body
-                f.nodes = scope_nodes(body, self.mod.parents, node)
+                f.nodes = scope_nodes(body_of(f.node), self.mod.parents, f.node)
             for n in f.nodes:
                 if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
                     out.add(n.id)
@@ -478,7 +475,7 @@ class _Walker:
             elif isinstance(recv, ast.Name):
                 # ClassName.method(...) / module-level instance of a checked class
                 rq = project.qualify(recv, mod, func)
-                if rq is not None and any(rq in m.classes for m in project.modules.values()):
+                if rq is not None and project.is_class(rq):
                     callees = project.method(rq, target.attr)
         if func is not None:
             func.calls.append((call, callees))
@@ -518,34 +515,17 @@ class _Walker:
             kind=kind,
             node=call,
             coro=coro,
-            func=func,
             guarded=self._guarded(call, func),
-            in_loop_body=self._in_loop_body(call, func),
+            in_loop_body=in_loop_body(self.mod, call),
             under_is_running=self._under_is_running(call, func),
         )
 
     def _is_runner(self, recv: ast.expr, func: Func | None) -> bool:
         if isinstance(recv, ast.Call):
             return self.project.qualify(recv.func, self.mod, func) in RUNNER
-        if isinstance(recv, ast.Name):
-            scope = func.node if func is not None else self.mod.source.tree
-            for node in ast.walk(scope):
-                made = None
-                if (
-                    isinstance(node, ast.withitem)
-                    and isinstance(node.optional_vars, ast.Name)
-                    and node.optional_vars.id == recv.id
-                ):
-                    made = node.context_expr
-                elif isinstance(node, ast.Assign) and any(
-                    isinstance(t, ast.Name) and t.id == recv.id for t in node.targets
-                ):
-                    made = node.value
-                if isinstance(made, ast.Call) and (
-                    self.project.qualify(made.func, self.mod, func) in RUNNER
-                ):
-                    return True
-        return False
+        return isinstance(recv, ast.Name) and recv.id in names_made_by(
+            self.project, self.mod, func, RUNNER
+        )
 
     def _ancestors(self, node: ast.AST) -> Iterator[ast.AST]:
         parents = self.mod.parents
@@ -564,20 +544,6 @@ class _Walker:
                     return True
         return False
 
-    def _running_names(self, func: Func | None) -> set[str]:
-        """Names assigned from get_running_loop() / _get_running_loop() in this scope."""
-        scope = func.node if func is not None else self.mod.source.tree
-        out = set()
-        for n in ast.walk(scope):
-            if (
-                isinstance(n, ast.Assign)
-                and isinstance(n.value, ast.Call)
-                and self.project.qualify(n.value.func, self.mod, func) in GET_RUNNING
-            ):
-                for t in n.targets:
-                    out.update(_names(t))
-        return out
-
     def _guarded(self, call: ast.Call, func: Func | None) -> bool:
         """Reached only where no loop runs in this thread: the ``except RuntimeError``
         of a ``get_running_loop()`` try, or the no-loop branch of a test on it."""
@@ -590,26 +556,12 @@ class _Walker:
                     return True
             if isinstance(anc, ast.If):
                 if running is None:
-                    running = self._running_names(func)
+                    running = names_made_by(self.project, self.mod, func, GET_RUNNING)
                 polarity = _no_loop_branch(anc.test, running, self, func)
                 if polarity is not None:
                     in_body = any(child is s for s in anc.body)
                     if polarity == in_body:
                         return True
-            child = anc
-        return False
-
-    def _in_loop_body(self, call: ast.Call, func: Func | None) -> bool:
-        child: ast.AST = call
-        for anc in self._ancestors(call):
-            if isinstance(anc, (ast.For, ast.AsyncFor, ast.While)) and any(
-                child is s for s in anc.body
-            ):
-                return True
-            if isinstance(
-                anc, (ast.comprehension, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-            ):
-                return True
             child = anc
         return False
 
@@ -639,6 +591,48 @@ class _Walker:
 
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+_COMPREHENSIONS = (ast.comprehension, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def body_of(node: FuncNode) -> list[ast.AST]:
+    """A function's statements (a lambda's one expression)."""
+    return [node.body] if isinstance(node, ast.Lambda) else list(node.body)
+
+
+def in_loop_body(mod: Module, node: ast.AST) -> bool:
+    """Whether *node* runs once per iteration: in a ``for``/``while`` body or a
+    comprehension of its own function (or of the module's code)."""
+    child = node
+    cur = mod.parents.get(id(node))
+    while cur is not None and not isinstance(cur, (*_DEFS, ast.Module)):
+        if isinstance(cur, (ast.For, ast.AsyncFor, ast.While)) and any(
+            child is s for s in cur.body
+        ):
+            return True
+        if isinstance(cur, _COMPREHENSIONS):
+            return True
+        child, cur = cur, mod.parents.get(id(cur))
+    return False
+
+
+def names_made_by(
+    project: Project, mod: Module, func: Func | None, makers: frozenset[str]
+) -> set[str]:
+    """Names this scope binds to the result of a call of one of *makers*
+    (``x = maker()``, ``with maker() as x``)."""
+    out: set[str] = set()
+    scope = func.node if func is not None else mod.source.tree
+    for n in ast.walk(scope):
+        if isinstance(n, ast.Assign):
+            made, targets = n.value, n.targets
+        elif isinstance(n, ast.withitem) and n.optional_vars is not None:
+            made, targets = n.context_expr, [n.optional_vars]
+        else:
+            continue
+        if isinstance(made, ast.Call) and project.qualify(made.func, mod, func) in makers:
+            for t in targets:
+                out.update(_names(t))
+    return out
 
 
 def scope_nodes(

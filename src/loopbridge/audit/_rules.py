@@ -7,7 +7,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ._findings import Edit, Finding, Fix
-from ._index import GET_EVENT_LOOP, GET_RUNNING, NEW_LOOP, Entry, Func, Module, Project
+from ._index import (
+    GET_EVENT_LOOP,
+    GET_RUNNING,
+    NEW_LOOP,
+    Entry,
+    Func,
+    Module,
+    Project,
+    in_loop_body,
+    names_made_by,
+)
 from ._loopbound import Bound, find_bound
 from ._pytest import PytestIndex
 
@@ -32,6 +42,7 @@ _LOG_NAMES = frozenset(
     {"debug", "info", "warning", "warn", "error", "exception", "critical", "log", "print"}
 )
 _LOOP_NAMES = frozenset({"loop", "_loop", "event_loop", "ev_loop", "main_loop", "io_loop"})
+_LOOP_MAKERS = GET_RUNNING | GET_EVENT_LOOP | NEW_LOOP
 _CALLBACK_APIS = frozenset(
     {"call_soon", "call_soon_threadsafe", "call_later", "call_at", "add_done_callback"}
 )
@@ -149,7 +160,7 @@ class Checker:
     def _find_submitted(self) -> dict[str, str]:
         """Functions handed to an executor, a thread or a pool: key -> how."""
         out: dict[str, str] = {}
-        for mod, func, call in self._all_calls():
+        for mod, func, call, _callees in self._all_calls():
             target = call.func
             q = self.p.qualify(target, mod, func)
             handed: ast.expr | None = None
@@ -168,19 +179,19 @@ class Checker:
                 continue
             for f in self.p.lookup(self.p.qualify(handed, mod, func)):
                 out.setdefault(f.key, how)
-            if isinstance(handed, ast.Lambda):
-                lam = mod.funcs.get(_lambda_key(mod, func, handed))
-                if lam is not None:
-                    out.setdefault(lam.key, how)
+            lam = mod.func_by_node.get(id(handed))
+            if lam is not None:
+                out.setdefault(lam.key, how)
         return out
 
-    def _all_calls(self) -> Iterable[tuple[Module, Func | None, ast.Call]]:
+    def _all_calls(self) -> Iterable[tuple[Module, Func | None, ast.Call, list[Func]]]:
+        """Every call of the tree, with the checked functions it was resolved to."""
         for mod in self.p.modules.values():
-            for call, _ in mod.calls:
-                yield mod, None, call
+            for call, callees in mod.calls:
+                yield mod, None, call, callees
             for func in mod.funcs.values():
-                for call, _ in func.calls:
-                    yield mod, func, call
+                for call, callees in func.calls:
+                    yield mod, func, call, callees
 
     def _find_runs(self) -> list[_Run]:
         """Every entry, and every call of a helper that runs its argument in a new loop
@@ -195,10 +206,11 @@ class Checker:
                     runs.append(_Run(e, mod, func, e.node, e.coro, _entry_label(e, mod)))
                     if isinstance(e.coro, ast.Name) and e.coro.id in func.params:
                         wrappers[func.key] = (func.params.index(e.coro.id), [func.key], e)
+        seen = {id(r.node) for r in runs}
         for _level in range(3):
             new: dict[str, tuple[int, list[str], Entry]] = {}
-            for mod, caller, call in self._all_calls():
-                for callee in self.p.lookup(self.p.qualify(call.func, mod, caller)):
+            for mod, caller, call, callees in self._all_calls():
+                for callee in callees:
                     w = wrappers.get(callee.key)
                     if w is None:
                         continue
@@ -208,11 +220,11 @@ class Checker:
                     arg = call.args[index] if 0 <= index < len(call.args) else None
                     if arg is None:
                         continue
-                    by = caller.short if caller is not None else "module level"
-                    label = f"{_where(mod, call)} {by} -> {callee.short}()"
-                    run = _Run(entry, mod, caller, call, arg, label, via)
-                    if not any(r.node is call for r in runs):
-                        runs.append(run)
+                    by = caller.key if caller is not None else "module level"
+                    label = f"{_where(mod, call)} {by} -> {callee.key}()"
+                    if id(call) not in seen:
+                        seen.add(id(call))
+                        runs.append(_Run(entry, mod, caller, call, arg, label, via))
                     if caller is not None and isinstance(arg, ast.Name) and arg.id in caller.params:
                         new[caller.key] = (
                             caller.params.index(arg.id),
@@ -256,7 +268,7 @@ class Checker:
         found: list[str] | None = None
         for e in func.entries:
             if _is_nested_kind(e):
-                found = [func.short, _entry_name(e)]
+                found = [func.key, _entry_name(e)]
                 break
         if found is None and depth < 30:
             for _call, callees in func.calls:
@@ -265,7 +277,7 @@ class Checker:
                         continue
                     sub = self._nested_chain(c, depth + 1)
                     if sub is not None:
-                        found = [func.short, *sub]
+                        found = [func.key, *sub]
                         break
                 if found is not None:
                     break
@@ -280,7 +292,7 @@ class Checker:
                 roots.append((mod, None, ""))
             for f in mod.funcs.values():
                 if f.is_async:
-                    roots.append((mod, f, f.short))
+                    roots.append((mod, f, f.key))
         for mod, func, label in roots:
             entries = func.entries if func else mod.entries
             calls = func.calls if func else mod.calls
@@ -300,7 +312,7 @@ class Checker:
                 why = (
                     "a notebook cell runs inside the kernel's running event loop"
                     if func is None
-                    else f"{func.short}() is a coroutine: it runs inside a running event loop"
+                    else f"{func.key}() is a coroutine: it runs inside a running event loop"
                 )
                 out.append(
                     self.finding(
@@ -331,14 +343,14 @@ class Checker:
                     where = (
                         "a notebook cell (inside the kernel's running loop)"
                         if func is None
-                        else f"coroutine {func.short}()"
+                        else f"coroutine {func.key}()"
                     )
                     out.append(
                         self.finding(
                             "LB001",
-                            f"{c.short}() starts an event loop ({' -> '.join(chain)}) and is "
+                            f"{c.key}() starts an event loop ({' -> '.join(chain)}) and is "
                             f"called from {where}: it raises 'cannot be called from a running "
-                            f"event loop'. {_lb001_advice(func, helper=c.short)}",
+                            f"event loop'. {_lb001_advice(func, helper=c.key)}",
                             mod,
                             call,
                             chain,
@@ -374,16 +386,16 @@ class Checker:
                 return "handed to an executor (executor.submit(asyncio.run, ...))"
             if e.in_loop_body:
                 return "inside a loop body: one new loop per iteration"
-        elif _in_loop(run.module, run.node):
+        elif in_loop_body(run.module, run.node):
             return "inside a loop body: one new loop per iteration"
         f = run.func
         while f is not None:
             for d in f.decorators:
                 if d.rsplit(".", 1)[-1] in self.task_decorators:
-                    return f"in {f.short}(), a task (@{d}): one new loop per task run"
+                    return f"in {f.key}(), a task (@{d}): one new loop per task run"
             how = self.submitted.get(f.key)
             if how is not None:
-                return f"in {f.short}(), run as {how}: one new loop per call"
+                return f"in {f.key}(), run as {how}: one new loop per call"
             if not isinstance(f.node, ast.Lambda):
                 break
             f = f.parent
@@ -412,7 +424,7 @@ class Checker:
             hits = through_executor.get(id(run.node)) if run.node is run.entry.node else None
             if hits:
                 self.lb002_nodes.add(id(run.node))
-                helper = run.func.short if run.func is not None else "this code"
+                helper = run.func.key if run.func is not None else "this code"
                 callers = sorted({r.label for r, _n in hits})
                 names = sorted({n for _r, ns in hits for n in ns})
                 out.append(
@@ -668,7 +680,7 @@ class Checker:
                         out.append(
                             self.finding(
                                 "LB005",
-                                f"{func.short}() takes get_event_loop() to run it: outside a "
+                                f"{func.key}() takes get_event_loop() to run it: outside a "
                                 "loop that is deprecated (an error on 3.14), inside one (a "
                                 "notebook) run_until_complete() fails. Use "
                                 "loopbridge.run_sync(coro), or asyncio.run() in a script.",
@@ -754,7 +766,7 @@ class Checker:
     def _is_loop(self, expr: ast.expr, mod: Module, func: Func | None) -> bool:
         if isinstance(expr, ast.Call):
             q = self.p.qualify(expr.func, mod, func)
-            return q in GET_RUNNING or q in GET_EVENT_LOOP or q in NEW_LOOP
+            return q in _LOOP_MAKERS
         name = expr.attr if isinstance(expr, ast.Attribute) else getattr(expr, "id", None)
         if name is None:
             return False
@@ -800,19 +812,9 @@ class Checker:
     def _ruff_sees(self, recv: ast.expr, mod: Module, func: Func | None) -> bool:
         """RUF006 already reports ``loop.create_task`` on a local assigned from
         get_running_loop()/get_event_loop()/new_event_loop()."""
-        if not isinstance(recv, ast.Name):
-            return False
-        scope = func.node if func is not None else mod.source.tree
-        for n in ast.walk(scope):
-            if (
-                isinstance(n, ast.Assign)
-                and isinstance(n.value, ast.Call)
-                and any(isinstance(t, ast.Name) and t.id == recv.id for t in n.targets)
-            ):
-                q = self.p.qualify(n.value.func, mod, func)
-                if q in GET_RUNNING or q in GET_EVENT_LOOP or q in NEW_LOOP:
-                    return True
-        return False
+        return isinstance(recv, ast.Name) and recv.id in names_made_by(
+            self.p, mod, func, _LOOP_MAKERS
+        )
 
 
 # -- small helpers ----------------------------------------------------------------------
@@ -873,27 +875,6 @@ def _loopbridge_name(mod: Module) -> str:
         if target == "loopbridge.run_sync":
             return "run_sync" if local == "run_sync" else local
     return "loopbridge"
-
-
-def _lambda_key(mod: Module, func: Func | None, node: ast.Lambda) -> str:
-    prefix = func.key if func is not None else mod.name
-    return f"{prefix}.<lambda:{node.lineno}>"
-
-
-def _in_loop(mod: Module, node: ast.AST) -> bool:
-    child = node
-    cur = mod.parents.get(id(node))
-    while cur is not None and not isinstance(
-        cur, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.Module)
-    ):
-        if isinstance(cur, (ast.For, ast.AsyncFor, ast.While)) and any(
-            child is s for s in cur.body
-        ):
-            return True
-        if isinstance(cur, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
-            return True
-        child, cur = cur, mod.parents.get(id(cur))
-    return False
 
 
 def _method_called_on(

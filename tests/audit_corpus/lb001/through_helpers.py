@@ -36,6 +36,16 @@ class Repo:
         return self.get_sync()  # expect: LB001
 
 
+class BaseRepo:
+    def load_sync(self) -> dict:
+        return asyncio.run(fetch())
+
+
+class UserRepo(BaseRepo):
+    async def get(self) -> dict:
+        return self.load_sync()  # expect: LB001 (an inherited method)
+
+
 async def via_class() -> dict:
     return Repo.build()  # expect: LB001
 
