@@ -273,11 +273,32 @@ def test_no_warning_from_threads_or_module_level_code(worker: loopbridge.WorkerL
         assert asyncio.run(cell_like()) == 2
 
 
+async def _two_later() -> int:
+    # Long enough that the caller surely reaches result() before it is done: the
+    # warning is for a call that would block, and a done future never blocks.
+    await asyncio.sleep(0.5)
+    return 2
+
+
 def test_future_result_in_a_coroutine_warns(worker: loopbridge.WorkerLoop) -> None:
     async def app() -> int:
-        fut = worker.submit(_two())
+        fut = worker.submit(_two_later())
         with pytest.warns(loopbridge.LoopBridgeWarning, match=r"Future.result\(\) of a submit"):
             return fut.result(timeout=5)
+
+    assert asyncio.run(app()) == 2
+
+
+def test_result_of_a_done_future_in_a_coroutine_does_not_warn(
+    worker: loopbridge.WorkerLoop,
+) -> None:
+    fut = worker.submit(_two())
+    assert fut.result(timeout=5) == 2  # done now
+
+    async def app() -> int:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return fut.result()  # returns at once: nothing is blocked
 
     assert asyncio.run(app()) == 2
 
