@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.conftest import ROOT
@@ -351,6 +352,137 @@ def test_notebooks_are_checked_cell_by_cell(tmp_path: Path) -> None:
         lines[0],
     )
     assert re.match(r".*analysis\.ipynb:cell 4:1:\d+: LB000 syntax error", lines[1])
+
+
+def _nb_code(src: str, outputs: list[dict[str, object]] | None = None) -> dict[str, object]:
+    return {
+        "cell_type": "code",
+        "execution_count": 7 if outputs else None,
+        "metadata": {"tags": ["keep-me"]},
+        "outputs": outputs or [],
+        "source": src.splitlines(keepends=True),
+    }
+
+
+FIXABLE_NOTEBOOK = {
+    "cells": [
+        _nb_code(
+            "import asyncio\n"
+            "from concurrent.futures import ThreadPoolExecutor\n"
+            "\n"
+            "ready = asyncio.Event()\n"
+            "\n"
+            "async def wait_a_little():\n"
+            "    try:\n"
+            "        await asyncio.wait_for(ready.wait(), 0.01)\n"
+            "    except asyncio.TimeoutError:\n"
+            "        return 'waited'"
+        ),
+        {"cell_type": "markdown", "metadata": {}, "source": ["Résumé ✓: the helper\n"]},
+        _nb_code(
+            "%%time\n"
+            "def head():\n"
+            "    with ThreadPoolExecutor(1) as ex:\n"
+            "        return ex.submit(asyncio.run, wait_a_little()).result(timeout=5)"
+        ),
+        _nb_code(
+            "print(head(), head())",
+            [{"output_type": "stream", "name": "stdout", "text": ["an old output ✓\n"]}],
+        ),
+    ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+for _n, _cell in enumerate(FIXABLE_NOTEBOOK["cells"]):  # type: ignore[arg-type]
+    _cell["id"] = f"cell-{_n}"
+
+
+@pytest.mark.kernel
+@pytest.mark.timeout(240)
+def test_fix_in_a_notebook_cell_runs_on_one_loop_and_keeps_the_rest(tmp_path: Path) -> None:
+    """--fix rewrites the notebook cell that broke on its second call, run for real on a
+    kernel before and after, and changes nothing else in the file: other cells, outputs,
+    metadata, non-ASCII text, the `%%time` line, the JSON layout."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    path = tmp_path / "analysis.ipynb"
+    path.write_text(json.dumps(FIXABLE_NOTEBOOK, indent=1, ensure_ascii=False) + "\n", "utf-8")
+    original = json.loads(path.read_text("utf-8"))
+
+    def execute() -> Any:
+        nb = nbformat.read(path, as_version=4)
+        client = nbclient.NotebookClient(
+            nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        )
+        client.execute()
+        return nb
+
+    with pytest.raises(nbclient.exceptions.CellExecutionError, match="different event loop"):
+        execute()
+    diff = audit(str(path), "--isolated", "--diff", cwd=tmp_path)
+    assert diff.returncode == 1
+    assert diff.stdout.startswith("--- a/analysis.ipynb:cell 2\n+++ b/analysis.ipynb:cell 2\n"), (
+        diff.stdout
+    )
+    assert " %%time\n+import loopbridge\n def head():\n" in diff.stdout
+    assert "+    return loopbridge.run_sync(wait_a_little(), timeout=5)" in diff.stdout
+    assert json.loads(path.read_text("utf-8")) == original  # --diff changes nothing
+
+    fixed = audit(str(path), "--isolated", "--fix", cwd=tmp_path)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "Fixed 1 problem(s)." in fixed.stderr
+    text = path.read_text("utf-8")
+    now = json.loads(text)
+    assert now["cells"][2]["source"] == [
+        "%%time\n",
+        "import loopbridge\n",
+        "def head():\n",
+        "    return loopbridge.run_sync(wait_a_little(), timeout=5)",
+    ]
+    now["cells"][2]["source"] = original["cells"][2]["source"]
+    assert now == original  # nothing else changed
+    # the file's own layout (Jupyter's), non-ASCII text as written
+    assert text == json.dumps(json.loads(text), indent=1, ensure_ascii=False) + "\n"
+    assert "Résumé ✓" in text and "\\u" not in text
+
+    ran = execute()
+    printed = [o for o in ran.cells[3].outputs if o.output_type == "stream"]
+    assert printed and printed[0].text == "waited waited\n"
+
+
+def test_suggested_fixes_in_notebooks_await_at_the_top_of_a_cell_only(tmp_path: Path) -> None:
+    """`asyncio.run(c)` at the top level of a cell may become `await c` (top-level await
+    works there): a suggestion, with its rows given within the cell; never in a class
+    body or a sync def, where `await` would not compile."""
+    nb = {
+        "cells": [
+            _nb_code("import asyncio\nasync def main():\n    return 1"),
+            _nb_code("%%time\nvalue = asyncio.run(main())\nprint(value)"),
+            _nb_code("class Settings:\n    value = asyncio.run(main())"),
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps(nb), encoding="utf-8")  # not Jupyter's layout: no indent
+    as_json = json.loads(audit(str(path), "--isolated", "--format", "json").stdout)
+    by_cell = {f["cell"]: f for f in as_json}
+    assert sorted(by_cell) == [2, 3]
+    assert by_cell[3]["fix"] is None
+    fix = by_cell[2]["fix"]
+    assert fix["applicability"] == "unsafe"
+    assert [(e["line"], e["col"], e["text"]) for e in fix["edits"]] == [(2, 8, "await main()")]
+
+    safe_only = audit(str(path), "--isolated", "--fix")
+    assert safe_only.returncode == 1 and json.loads(path.read_text("utf-8")) == nb
+    res = audit(str(path), "--isolated", "--fix", "--unsafe-fixes")
+    assert res.returncode == 1  # the class-body one is left for a person
+    cells = json.loads(path.read_text("utf-8"))["cells"]
+    assert "".join(cells[1]["source"]) == "%%time\nvalue = await main()\nprint(value)"
+    assert "".join(cells[2]["source"]) == "class Settings:\n    value = asyncio.run(main())"
+    assert path.read_text("utf-8").startswith('{\n "cells"')  # written as Jupyter writes
 
 
 def test_bad_input_is_reported_and_the_rest_still_checked(tmp_path: Path) -> None:

@@ -26,12 +26,17 @@ def to_text(findings: list[Finding]) -> str:
 
 
 def _record(f: Finding) -> dict[str, Any]:
+    shift = f.vline - f.line if f.cell is not None else 0
     fix = None
     if f.fix is not None:
         fix = {
             "applicability": "safe" if f.fix.safe else "unsafe",
             "message": f.fix.title,
-            "edits": [asdict(e) for e in f.fix.edits],
+            # rows within the cell for a notebook, like the finding's own
+            "edits": [
+                {**asdict(e), "line": e.line - shift, "end_line": e.end_line - shift}
+                for e in f.fix.edits
+            ],
             "add_import": f.fix.add_import,
         }
     return {

@@ -360,9 +360,16 @@ class Checker:
         return out
 
     def _await_fix(self, mod: Module, func: Func | None, e: Entry) -> Fix | None:
-        """``asyncio.run(coro)`` in a coroutine -> ``await coro`` (a suggestion)."""
-        if func is None or mod.source.is_notebook or e.coro is None:
+        """``asyncio.run(coro)`` in a coroutine, or at the top level of a notebook cell
+        (where top-level ``await`` works) -> ``await coro`` (a suggestion)."""
+        if e.coro is None or (func is None and not mod.source.is_notebook):
             return None
+        if func is None:
+            anc = mod.parents.get(id(e.node))
+            while anc is not None:
+                if isinstance(anc, ast.ClassDef):
+                    return None  # a class body: `await` is not allowed there
+                anc = mod.parents.get(id(anc))
         call = e.node
         if e.kind not in ("asyncio.run", "run_until_complete") or len(call.args) != 1:
             return None
@@ -493,7 +500,7 @@ class Checker:
         ``loopbridge.run_sync(c, timeout=t)``: the same call, on one persistent loop."""
         e = run.entry
         mod = run.module
-        if e.kind != "submit" or mod.source.is_notebook or run.node is not e.node:
+        if e.kind != "submit" or run.node is not e.node:
             return None
         submit = e.node
         parent = mod.parents.get(id(submit))

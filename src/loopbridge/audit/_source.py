@@ -20,7 +20,7 @@ import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Problem", "Source", "discover", "load"]
+__all__ = ["Problem", "Source", "blank_ipython", "discover", "load"]
 
 # folders never walked into (as ruff's defaults), unless named on the command line
 SKIP_DIRS = frozenset(
@@ -179,7 +179,7 @@ def load(path: Path) -> tuple[Source | None, list[Problem]]:
     return Source(path, shown, source, tree, lines=lines, encoding=encoding), []
 
 
-def _blank_ipython(source: str) -> str | None:
+def blank_ipython(source: str) -> str | None:
     """The cell as Python, line for line; None if it is not Python at all."""
     lines = source.splitlines()
     if lines and lines[0].startswith("%%"):
@@ -230,7 +230,7 @@ def _load_notebook(path: Path, shown: str, raw: bytes) -> tuple[Source | None, l
             reroute = m.group(1) == "on"
         if reroute:
             rerouted.add(number)
-        python = _blank_ipython(src)
+        python = blank_ipython(src)
         if python is None:
             continue
         first = len(text_lines) + 1

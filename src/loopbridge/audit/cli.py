@@ -14,7 +14,7 @@ from pathlib import Path
 from . import AuditReport, check
 from ._config import ConfigError
 from ._findings import RULES, Finding
-from ._fix import apply_fixes, unified_diff
+from ._fix import apply_fixes, fix_notebook, unified_diff
 from ._output import to_json, to_sarif, to_text
 
 __all__ = ["main"]
@@ -50,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
         "--output-file",
         help="write the findings (text, json or sarif) to this file instead of stdout",
     )
-    p.add_argument("--fix", action="store_true", help="apply the safe fixes to .py files")
+    p.add_argument(
+        "--fix", action="store_true", help="apply the safe fixes (to .py files and notebook cells)"
+    )
     p.add_argument(
         "--unsafe-fixes",
         action="store_true",
@@ -114,15 +116,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fix(report: AuditReport, args: argparse.Namespace) -> tuple[AuditReport, str]:
-    diffs = []
+    diffs: list[str] = []
     fixed_total = 0
     by_file: dict[str, list[Finding]] = {}
     for f in report.findings:
-        if f.fix is not None and f.cell is None:
+        if f.fix is not None:
             by_file.setdefault(f.path, []).append(f)
     for path, found in by_file.items():
         src = report.sources.get(path)
         if src is None:
+            continue
+        if src.is_notebook:
+            text, cells, fixed = fix_notebook(src, found, args.unsafe_fixes)
+            if text is None:
+                continue
+            if args.diff:
+                diffs.extend(unified_diff(f"{path}:cell {n}", a, b) for n, a, b in cells)
+            else:
+                src.path.write_bytes(text.encode("utf-8"))
+                fixed_total += len(fixed)
             continue
         new, fixed = apply_fixes(src.text, found, args.unsafe_fixes)
         if not fixed:
@@ -173,10 +185,8 @@ def _print(report: AuditReport, args: argparse.Namespace) -> None:
     if n == 0:
         print(f"All checks passed ({report.files} file(s)).", file=sys.stderr)
         return
-    safe = sum(1 for f in report.findings if f.fix is not None and f.fix.safe and f.cell is None)
-    unsafe = sum(
-        1 for f in report.findings if f.fix is not None and not f.fix.safe and f.cell is None
-    )
+    safe = sum(1 for f in report.findings if f.fix is not None and f.fix.safe)
+    unsafe = sum(1 for f in report.findings if f.fix is not None and not f.fix.safe)
     tail = ""
     if safe:
         tail += f" {safe} fixable with --fix."
