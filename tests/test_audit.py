@@ -354,6 +354,88 @@ def test_notebooks_are_checked_cell_by_cell(tmp_path: Path) -> None:
     assert re.match(r".*analysis\.ipynb:cell 4:1:\d+: LB000 syntax error", lines[1])
 
 
+# The pytest-shaped corpus cases that need only Redis, pytest-asyncio and AnyIO: run
+# for real, each must fail with a loop error exactly when the audit (and its label)
+# says LB003/LB004, and pass, or fail for another reason, when it says not.
+RUNNABLE = [
+    *(
+        f"lb004/{name}"
+        for name in (
+            "anyio_session_fixture",
+            "conftest_hook",
+            "function_fixture",
+            "ini_default_fixture_scope",
+            "ini_test_scope",
+            "lazy_function_fixture",
+            "marked_session",
+            "named_fixture",
+            "not_visible",
+            "pytestmark_module",
+            "session_fixture",
+            "setup_cfg_scope",
+            "strict_plain_fixture",
+            "sync_one_user",
+            "sync_session_fixture",
+            "sync_tests_only",
+        )
+    ),
+    *(
+        f"lb003/pytest_{name}"
+        for name in (
+            "anyio_each_test",
+            "anyio_shared",
+            "bare_mark",
+            "hook_session",
+            "module_client",
+            "session_default",
+            "shared_loop",
+            "python_files",
+            "single",
+            "strict_unmarked",
+        )
+    ),
+]
+LOOP_ERROR = re.compile(r"attached to a different loop|Event loop is closed|different event loop")
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("case", RUNNABLE)
+def test_pytest_corpus_cases_fail_for_real_exactly_when_reported(
+    case: str, tmp_path: Path
+) -> None:
+    """The audit's model of pytest-asyncio and AnyIO (strict and auto mode, the closest
+    mark, conftest hooks, AnyIO's shared runner, lazily bound clients) checked against
+    what pytest really does with these plugins and a real Redis."""
+    from tests.services import require_port
+
+    for module in ("redis", "pytest_asyncio", "anyio"):
+        pytest.importorskip(module)
+    require_port("127.0.0.1", 6379, "Redis")
+    folder = tmp_path / "case"
+    shutil.copytree(CORPUS / case, folder)
+    labels = "\n".join(p.read_text("utf-8") for p in folder.rglob("*.py"))
+    labelled = re.search(r"# expect: LB00[34]", labels) is not None
+    codes = {f.code for f in check([folder], isolated=True).findings}
+    reported = bool(codes & {"LB003", "LB004"})
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:timeout"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={**os.environ, "PYTEST_ADDOPTS": ""},
+    )
+    failed_on_loops = LOOP_ERROR.search(run.stdout + run.stderr) is not None
+    summary = (run.stdout.strip().splitlines() or ["(no output)"])[-1]
+    assert labelled == reported, f"{case}: labelled {labelled}, reported {codes}"
+    assert failed_on_loops == reported, (
+        f"{case}: the audit says {sorted(codes) or 'nothing'}, pytest says: {summary}"
+    )
+    if not reported:
+        # not a loop problem; the two strict-mode cases fail for pytest's own reasons
+        assert run.returncode == 0 or "strict" in case, run.stdout[-2000:]
+
+
 def _nb_code(src: str, outputs: list[dict[str, object]] | None = None) -> dict[str, object]:
     return {
         "cell_type": "code",

@@ -607,21 +607,32 @@ class Checker:
 
     def lb004(self) -> list[Finding]:
         out: list[Finding] = []
-        for fx, tests, fx_scope, test_scope, ctor in self.pytest.mismatches(self.p, self.table):
+        for fx, tests, fx_scope, test_scope, ctor, eager in self.pytest.mismatches(
+            self.p, self.table
+        ):
             names = ", ".join(sorted(tests)[:3]) + (
                 f" and {len(tests) - 3} more" if len(tests) > 3 else ""
             )
-            kind = "async fixture runs in" if fx.func.is_async else "fixture is shared across"
+            if eager:
+                what = (
+                    f"the async fixture binds it to a {fx_scope}-scoped event loop, but "
+                    f"{names} run in {test_scope}-scoped loops, so they get an object of "
+                    "another loop ('attached to a different loop')"
+                )
+            else:
+                what = (
+                    f"the fixture hands the same one, for the whole {fx_scope}, to {names}, "
+                    f"which run in {test_scope}-scoped loops: it binds to the loop of the "
+                    "first test that uses it and fails in the next ('attached to a "
+                    "different loop')"
+                )
             out.append(
                 self.finding(
                     "LB004",
-                    f"fixture {fx.name} makes a loop-bound {ctor}; the {kind} a "
-                    f"{fx_scope}-scoped event loop, but {names} run in "
-                    f"{test_scope}-scoped loops, so they get an object of another loop "
-                    "('attached to a different loop'). Give the tests the fixture's loop "
-                    f'(@pytest.mark.asyncio(loop_scope="{fx_scope}") or '
+                    f"fixture {fx.name} makes a loop-bound {ctor}; {what}. Give the tests "
+                    f'the fixture\'s loop (@pytest.mark.asyncio(loop_scope="{fx_scope}") or '
                     f"asyncio_default_test_loop_scope), or make the fixture "
-                    f'loop_scope="{test_scope}".',
+                    f'{"loop_scope" if eager else "scope"}="{test_scope}".',
                     fx.func.module,
                     fx.func.node,
                     sorted(tests),

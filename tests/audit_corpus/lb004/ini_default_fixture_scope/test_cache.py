@@ -4,7 +4,9 @@ import redis.asyncio
 
 @pytest.fixture
 async def cache():  # expect: LB004
-    return redis.asyncio.from_url("redis://localhost")
+    client = redis.asyncio.from_url("redis://localhost")
+    await client.ping()  # fail early if Redis is down: this binds it to the fixture's loop
+    return client
 
 
 async def test_get(cache) -> None:

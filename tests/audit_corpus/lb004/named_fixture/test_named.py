@@ -11,3 +11,8 @@ async def _make_client():  # expect: LB004
 @mark.asyncio
 async def test_client(client) -> None:
     await client.ping()
+
+
+@mark.asyncio
+async def test_again(client) -> None:
+    await client.ping()
