@@ -400,9 +400,7 @@ LOOP_ERROR = re.compile(r"attached to a different loop|Event loop is closed|diff
 
 @pytest.mark.services
 @pytest.mark.parametrize("case", RUNNABLE)
-def test_pytest_corpus_cases_fail_for_real_exactly_when_reported(
-    case: str, tmp_path: Path
-) -> None:
+def test_pytest_corpus_cases_fail_for_real_exactly_when_reported(case: str, tmp_path: Path) -> None:
     """The audit's model of pytest-asyncio and AnyIO (strict and auto mode, the closest
     mark, conftest hooks, AnyIO's shared runner, lazily bound clients) checked against
     what pytest really does with these plugins and a real Redis."""
