@@ -290,6 +290,56 @@ def test_fix_runs_the_calls_on_one_loop_and_the_bug_is_gone(tmp_path: Path) -> N
     assert after.stdout.split() == ["waited", "waited"]
 
 
+def test_a_sync_helper_called_from_two_places_is_a_loop_per_call(tmp_path: Path) -> None:
+    """A sync helper that starts its own loop, called from two views, with a kept
+    loop-bound object named in the coroutine or handed in by the callers: the second
+    call fails for real; the audit says so at the helper, names the object and the
+    callers; the advice (run_sync) makes both calls work and the audit clean."""
+    broken = """
+        import asyncio
+
+        ready = asyncio.Event()
+
+
+        def wait_with(event):
+            try:
+                return asyncio.run(asyncio.wait_for(event.wait(), 0.01))
+            except asyncio.TimeoutError:
+                return "waited"
+
+
+        def view_a():
+            return wait_with(ready)
+
+
+        def view_b():
+            return wait_with(ready)
+        """
+    write(tmp_path, "views.py", broken)
+    run_both = [sys.executable, "-c", "import views; print(views.view_a()); print(views.view_b())"]
+    before = subprocess.run(run_both, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert before.returncode != 0 and "bound to a different event loop" in before.stderr
+    res = audit("views.py", "--isolated", cwd=tmp_path)
+    assert res.returncode == 1
+    (line,) = res.stdout.splitlines()
+    assert line.startswith("views.py:8:16: LB002 a new event loop per call (in views.wait_with(),")
+    assert "called from 2 places (views.view_a(), views.view_b())" in line
+    assert (
+        "event (views.ready (asyncio.Event), passed in by views.view_a(), views.view_b())" in line
+    )
+
+    fixed = broken.replace("import asyncio\n", "import asyncio\n        import loopbridge\n")
+    fixed = fixed.replace(
+        "asyncio.run(asyncio.wait_for(event.wait(), 0.01))",
+        "loopbridge.run_sync(asyncio.wait_for(event.wait(), 0.01))",
+    )
+    write(tmp_path, "views.py", fixed)
+    after = subprocess.run(run_both, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.split() == ["waited", "waited"]
+    assert audit("views.py", "--isolated", cwd=tmp_path).returncode == 0
+
+
 def test_a_fix_keeps_the_files_encoding_and_line_endings(tmp_path: Path) -> None:
     path = tmp_path / "legacy.py"
     path.write_bytes(

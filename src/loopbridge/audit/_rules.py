@@ -76,9 +76,11 @@ class Checker:
         self.task_decorators = _TASK_DECORATORS | task_decorators
         self.pytest = pytest_index
         self.bound = find_bound(project, loop_bound)
+        self._bound_by_key = {b.key: b for b in self.bound}
         self._reach_cache: dict[str, frozenset[str]] = {}
         self._nested_cache: dict[str, list[str] | None] = {}
         self.submitted = self._find_submitted()
+        self.callers = self._find_callers()
         self.runs = self._find_runs()
         self.lb002_nodes: set[int] = set()
 
@@ -182,6 +184,14 @@ class Checker:
             lam = mod.func_by_node.get(id(handed))
             if lam is not None:
                 out.setdefault(lam.key, how)
+        return out
+
+    def _find_callers(self) -> dict[str, list[tuple[Module, Func | None, ast.Call]]]:
+        """Where each checked function is called: key -> (module, caller, call)."""
+        out: dict[str, list[tuple[Module, Func | None, ast.Call]]] = {}
+        for mod, func, call, callees in self._all_calls():
+            for c in callees:
+                out.setdefault(c.key, []).append((mod, func, call))
         return out
 
     def _all_calls(self) -> Iterable[tuple[Module, Func | None, ast.Call, list[Func]]]:
@@ -406,15 +416,95 @@ class Checker:
             if not isinstance(f.node, ast.Lambda):
                 break
             f = f.parent
-        return None
+        return self._called_repeatedly(run)
+
+    def _called_repeatedly(self, run: _Run) -> str | None:
+        """A sync function that starts a loop itself and is called from two or more
+        places in the tree, or from a loop body: every call makes a new loop."""
+        f = run.func
+        if run.node is not run.entry.node or f is None or f.is_async:
+            return None
+        if isinstance(f.node, ast.Lambda):
+            return None
+        sites = self.callers.get(f.key, [])
+        for mod, caller, call in sites:
+            if in_loop_body(mod, call):
+                by = caller.key if caller is not None else "module-level code"
+                return f"in {f.key}(), called in a loop body by {by}: one new loop per call"
+        if len(sites) < 2:
+            return None
+        names = sorted({c.key + "()" if c is not None else "module level" for _m, c, _x in sites})
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        return f"in {f.key}(), called from {len(sites)} places ({shown}): one new loop per call"
 
     def _kept_bound(self, run: _Run) -> list[str]:
-        """The loop-bound objects made once and kept that the run's coroutine uses."""
-        starts = self.coro_funcs(run.coro, run.module, run.func)
-        if not starts:
-            return []
-        names = [b.label for b in self.uses(self.reach(starts))]
+        """The loop-bound objects made once and kept that the run's coroutine uses:
+        in the code it runs, in the coroutine expression itself (``client.get(k)``),
+        or handed in by the callers of the function that starts the loop."""
+        names = [b.label for b in self._used_by_run(run)]
         return names + self._passed_bound(run)
+
+    def _used_by_run(self, run: _Run) -> list[Bound]:
+        starts = self.coro_funcs(run.coro, run.module, run.func)
+        out = self.uses(self.reach(starts)) if starts else []
+        for b in self._named_in_coro(run):
+            if b not in out:
+                out.append(b)
+        return out
+
+    def _named_in_coro(self, run: _Run) -> list[Bound]:
+        """Kept objects the coroutine expression names: the object whose method makes
+        the coroutine (``client.get(k)``, ``self.pool.fetch(q)``, ``session().get(u)``)
+        and its arguments."""
+        coro = run.coro
+        if not isinstance(coro, ast.Call):
+            return []
+        parts: list[ast.expr] = [*coro.args, *(k.value for k in coro.keywords)]
+        if isinstance(coro.func, ast.Attribute):
+            parts.insert(0, coro.func.value)
+        out: list[Bound] = []
+        for part in parts:
+            expr: ast.expr | None = part
+            while expr is not None:  # down the chain: client.pipeline().execute()
+                b = self._kept_object(expr, run.module, run.func)
+                if b is not None:
+                    if b not in out:
+                        out.append(b)
+                    break
+                if isinstance(expr, ast.Attribute):
+                    expr = expr.value
+                elif isinstance(expr, ast.Call):
+                    expr = expr.func
+                else:
+                    expr = None
+        return out
+
+    def _kept_object(self, expr: ast.expr, mod: Module, func: Func | None) -> Bound | None:
+        """The kept loop-bound object *expr* refers to, read in *func* (None: module
+        level): a module global, ``self.attr`` of a kept class or instance attribute,
+        or a call to a cached maker."""
+        by_key = self._bound_by_key
+        if isinstance(expr, (ast.Name, ast.Attribute)):
+            q = self.p.qualify(expr, mod, func)
+            used = func.globals_used if func is not None else mod.globals_used
+            if q is not None and q in used and q in by_key:
+                return by_key[q]
+        if (
+            isinstance(expr, ast.Attribute)
+            and isinstance(expr.value, ast.Name)
+            and expr.value.id in ("self", "cls")
+            and func is not None
+            and func.cls is not None
+        ):
+            b = by_key.get(f"{func.cls}.{expr.attr}")
+            if b is not None:
+                return b
+        if isinstance(expr, ast.Call):
+            q = self.p.qualify(expr.func, mod, func)
+            b = by_key.get(f"{q}()") or by_key.get(q or "")
+            if b is not None and b.kind == "cached":
+                return b
+        return None
 
     def lb002(self) -> list[Finding]:
         out: list[Finding] = []
@@ -477,11 +567,21 @@ class Checker:
         return out
 
     def _passed_bound(self, run: _Run) -> list[str]:
-        """Parameters of the enclosing function, annotated with a loop-bound type, that
-        flow into the coroutine: made by the caller, so they outlive the call."""
+        """Parameters of the enclosing function that flow into the coroutine (as its
+        arguments, or as the object whose method it is: ``conn.get(key)``) and hold a
+        loop-bound object made by the caller, so it outlives the call: annotated with a
+        loop-bound type, or given a kept one at a call site in the tree."""
         func = run.func
         coro = run.coro
         if func is None or not isinstance(coro, ast.Call) or isinstance(func.node, ast.Lambda):
+            return []
+        flowing: list[str] = []
+        receiver = coro.func.value if isinstance(coro.func, ast.Attribute) else None
+        for arg in [receiver, *coro.args, *(k.value for k in coro.keywords)]:
+            name = _root_name(arg) if arg is not None else None
+            if name is not None and name in func.params and name not in flowing:
+                flowing.append(name)
+        if not flowing:
             return []
         annotated = {}
         for a in [*func.node.args.posonlyargs, *func.node.args.args, *func.node.args.kwonlyargs]:
@@ -490,9 +590,30 @@ class Checker:
                 if q is not None and (q in self.table or f"{q}.__init__" in self.table):
                     annotated[a.arg] = q
         out = []
-        for arg in [*coro.args, *(k.value for k in coro.keywords)]:
-            if isinstance(arg, ast.Name) and arg.id in annotated:
-                out.append(f"{arg.id} (a {annotated[arg.id]} passed in)")
+        for name in flowing:
+            if name in annotated:
+                out.append(f"{name} (a {annotated[name]} passed in)")
+                continue
+            for label, by in sorted(self._given_kept(func, name).items()):
+                out.append(f"{name} ({label}, passed in by {', '.join(sorted(by))})")
+        return out
+
+    def _given_kept(self, func: Func, param: str) -> dict[str, set[str]]:
+        """The kept loop-bound objects call sites in the tree pass as *param*: label ->
+        the callers that pass it."""
+        index = func.params.index(param)
+        if func.cls is not None and func.params[:1] in (["self"], ["cls"]):
+            index -= 1  # called as a method: the receiver fills the first parameter
+        out: dict[str, set[str]] = {}
+        for mod, caller, call in self.callers.get(func.key, []):
+            arg: ast.expr | None = call.args[index] if 0 <= index < len(call.args) else None
+            for kw in call.keywords:
+                if kw.arg == param:
+                    arg = kw.value
+            b = self._kept_object(arg, mod, caller) if arg is not None else None
+            if b is not None:
+                by = f"{caller.key}()" if caller is not None else "module-level code"
+                out.setdefault(b.label, set()).add(by)
         return out
 
     def _run_sync_fix(self, run: _Run) -> Fix | None:
@@ -558,22 +679,24 @@ class Checker:
 
     def lb003(self) -> list[Finding]:
         out: list[Finding] = []
-        loops: list[tuple[str, str, frozenset[str], bool]] = []  # (id, label, reach, per-call)
+        loops: list[tuple[str, str, bool]] = []  # (id, label, per-call)
+        used: list[set[str]] = []  # the kept objects each loop uses
         for run in self.runs:
-            starts = self.coro_funcs(run.coro, run.module, run.func)
-            if not starts:
+            found = self._used_by_run(run)
+            if not found:
                 continue
             per_call = id(run.node) in self.lb002_nodes
-            loops.append((f"run@{id(run.node)}", run.label, self.reach(starts), per_call))
+            loops.append((f"run@{id(run.node)}", run.label, per_call))
+            used.append({b.key for b in found})
         for loop_id, label, funcs in self.pytest.test_loops(self.p):
-            loops.append((loop_id, label, self.reach(funcs), False))
-        used = [{b.key for b in self.uses(reach)} for _id, _label, reach, _pc in loops]
+            loops.append((loop_id, label, False))
+            used.append({b.key for b in self.uses(self.reach(funcs))})
         for b in self.bound:
             if b.kind == "instance":
                 # each loop may well have its own instance: not provable statically
                 continue
             users: dict[str, tuple[str, bool]] = {}
-            for (loop_id, label, _reach, per_call), keys in zip(loops, used, strict=True):
+            for (loop_id, label, per_call), keys in zip(loops, used, strict=True):
                 if b.key in keys:
                     users.setdefault(loop_id, (label, per_call))
             if len(users) < 2 or all(pc for _label, pc in users.values()):
@@ -980,6 +1103,13 @@ def _is_skip_stmt(stmt: ast.stmt, exc_name: str | None = None) -> bool:
     if isinstance(stmt, ast.Assign):
         return not handed_on and isinstance(stmt.value, (ast.Constant, ast.Name))
     return False
+
+
+def _root_name(expr: ast.expr) -> str | None:
+    """The name an expression starts from: ``conn`` of ``conn.pool.get``."""
+    while isinstance(expr, (ast.Attribute, ast.Call, ast.Subscript)):
+        expr = expr.func if isinstance(expr, ast.Call) else expr.value
+    return expr.id if isinstance(expr, ast.Name) else None
 
 
 def _unquote(expr: ast.expr) -> ast.expr:
