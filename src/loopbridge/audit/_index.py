@@ -26,6 +26,7 @@ __all__ = [
     "in_loop_body",
     "module_name",
     "names_made_by",
+    "root_name",
 ]
 
 # What ``from asyncio import *`` binds that the rules care about.
@@ -597,6 +598,13 @@ _COMPREHENSIONS = (ast.comprehension, ast.ListComp, ast.SetComp, ast.DictComp, a
 def body_of(node: FuncNode) -> list[ast.AST]:
     """A function's statements (a lambda's one expression)."""
     return [node.body] if isinstance(node, ast.Lambda) else list(node.body)
+
+
+def root_name(expr: ast.expr) -> str | None:
+    """The name an expression starts from: ``conn`` of ``conn.pool().get``."""
+    while isinstance(expr, (ast.Attribute, ast.Call, ast.Subscript)):
+        expr = expr.func if isinstance(expr, ast.Call) else expr.value
+    return expr.id if isinstance(expr, ast.Name) else None
 
 
 def in_loop_body(mod: Module, node: ast.AST) -> bool:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._config import ConfigError, load_toml
-from ._index import Func, Module, Project
+from ._index import Func, Module, Project, root_name
 from ._loopbound import is_bound_expr
 
 __all__ = ["PytestIndex", "read_pytest_ini"]
@@ -360,7 +360,7 @@ class PytestIndex:
 
     def _anyio_spans(self) -> set[str]:
         """Where a wider async fixture holds AnyIO's runner: "session", "package:<dir>",
-        "module:<name>", "class:<module>.<class>"."""
+        "module:<name>", "class:<class key>"."""
         if self._spans is not None:
             return self._spans
         spans: set[str] = set()
@@ -409,7 +409,8 @@ class PytestIndex:
         lazily, to the loop of its first use, fails only when the fixture hands the
         same object to tests of two or more loops: the first test's loop takes it."""
         found: dict[int, tuple[Fixture, set[str], str, str, str, bool]] = {}
-        lazy_users: dict[int, tuple[Fixture, set[str], set[str], str, str]] = {}
+        # fixture -> (fixture, tests, their loops, their loop scopes, its scope, ctor)
+        lazy_users: dict[int, tuple[Fixture, set[str], set[str], set[str], str, str]] = {}
         for t in self.tests:
             if t.plugin != "asyncio":
                 continue  # AnyIO: a wider async fixture keeps its runner, loop and all
@@ -433,13 +434,17 @@ class PytestIndex:
                         )
                         entry[1].add(t.label)
                 elif SCOPES.get(fx.scope, 0) > SCOPES.get(t.loop_scope, 0):
-                    entry2 = lazy_users.setdefault(id(fx), (fx, set(), set(), fx.scope, ctor))
+                    entry2 = lazy_users.setdefault(
+                        id(fx), (fx, set(), set(), set(), fx.scope, ctor)
+                    )
                     entry2[1].add(t.label)
                     entry2[2].add(t.unit)
+                    entry2[3].add(t.loop_scope)
         out = list(found.values())
-        for fx, tests, units, scope, ctor in lazy_users.values():
+        for fx, tests, units, test_scopes, scope, ctor in lazy_users.values():
             if len(units) >= 2:  # the object binds to the first test's loop
-                out.append((fx, tests, scope, "function", ctor, False))
+                narrowest = min(test_scopes, key=lambda x: SCOPES.get(x, 0))
+                out.append((fx, tests, scope, narrowest, ctor, False))
         return out
 
     def _closure(self, t: Test, folder: Path) -> list[Fixture]:
@@ -499,12 +504,6 @@ class PytestIndex:
         return None
 
 
-def _root_name(expr: ast.expr) -> str | None:
-    while isinstance(expr, (ast.Attribute, ast.Call, ast.Subscript)):
-        expr = expr.func if isinstance(expr, ast.Call) else expr.value
-    return expr.id if isinstance(expr, ast.Name) else None
-
-
 def _awaited_names(node: ast.AST) -> set[str]:
     """Names a function awaits on (``await c.ping()``, ``async with c``, ``async for x
     in c.scan()``): objects it uses on its own loop."""
@@ -518,7 +517,7 @@ def _awaited_names(node: ast.AST) -> set[str]:
         elif isinstance(n, ast.AsyncFor):
             roots.append(n.iter)
         for r in roots:
-            name = _root_name(r)
+            name = root_name(r)
             if name is not None:
                 out.add(name)
     return out

@@ -17,6 +17,7 @@ from ._index import (
     Project,
     in_loop_body,
     names_made_by,
+    root_name,
 )
 from ._loopbound import Bound, find_bound
 from ._pytest import PytestIndex
@@ -578,7 +579,7 @@ class Checker:
         flowing: list[str] = []
         receiver = coro.func.value if isinstance(coro.func, ast.Attribute) else None
         for arg in [receiver, *coro.args, *(k.value for k in coro.keywords)]:
-            name = _root_name(arg) if arg is not None else None
+            name = root_name(arg) if arg is not None else None
             if name is not None and name in func.params and name not in flowing:
                 flowing.append(name)
         if not flowing:
@@ -1103,13 +1104,6 @@ def _is_skip_stmt(stmt: ast.stmt, exc_name: str | None = None) -> bool:
     if isinstance(stmt, ast.Assign):
         return not handed_on and isinstance(stmt.value, (ast.Constant, ast.Name))
     return False
-
-
-def _root_name(expr: ast.expr) -> str | None:
-    """The name an expression starts from: ``conn`` of ``conn.pool.get``."""
-    while isinstance(expr, (ast.Attribute, ast.Call, ast.Subscript)):
-        expr = expr.func if isinstance(expr, ast.Call) else expr.value
-    return expr.id if isinstance(expr, ast.Name) else None
 
 
 def _unquote(expr: ast.expr) -> ast.expr:
