@@ -723,6 +723,39 @@ def test_aio_audit_in_a_kernel(tmp_path: Path) -> None:
         assert bad.status == "error" and "unknown rule code 'LB9'" in bad.stderr
 
 
+@pytest.mark.kernel
+def test_aio_audit_session_checks_the_cells_run_so_far(tmp_path: Path) -> None:
+    """%aio audit --session reads the cells this kernel ran (as typed, magics and all)
+    and names them as the user sees them: In[N]:line."""
+    from tests.kernel import running_kernel
+
+    with running_kernel() as k:
+        k.ok("%load_ext loopbridge")  # In[1]
+        k.ok("import asyncio\n\nasync def fetch():\n    return 1")  # In[2]
+        failed = k.execute("%time value = 0\nvalue = asyncio.run(fetch())")  # In[3]
+        assert failed.status == "error"
+        assert "cannot be called from a running event loop" in failed.traceback_text
+        k.ok("def fetch_sync():\n    return asyncio.run(fetch())")  # In[4]
+        k.execute("fetch_sync()")  # In[5]
+        res = k.ok(  # In[6]
+            "view = get_ipython().run_line_magic('aio', 'audit --session')\n"
+            "print(view)\n"
+            "for r in view.to_records():\n"
+            "    print(r['filename'], r['location']['row'], r['code'], r['chain'])"
+        )
+        assert "2 finding(s) in 6 cell(s) of this session" in res.stdout, res.stdout
+        rows = [x for x in res.stdout.splitlines() if x.startswith("In[")]
+        assert rows[-2:] == [
+            "In[3] 2 LB001 ['In[3]', 'asyncio.run']",
+            "In[5] 1 LB001 ['In[5]', '__main__.fetch_sync', 'asyncio.run']",
+        ], res.stdout
+        assert "loopbridge-audit-" not in res.stdout  # no temporary path shows
+        clean = k.ok("%aio audit --session --select LB005")
+        assert clean.result == "no loop-affinity problems found in 7 cell(s) of this session"
+        both = k.execute(f"%aio audit {tmp_path} --session")
+        assert both.status == "error" and "give paths or --session, not both" in both.stderr
+
+
 def test_every_rule_is_documented() -> None:
     doc = (ROOT / "docs" / "audit.md").read_text()
     for code, rule in RULES.items():

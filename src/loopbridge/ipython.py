@@ -667,7 +667,12 @@ def _build_parser() -> argparse.ArgumentParser:
     ap = sub.add_parser(
         "audit", help="find loop-affinity bugs in files, folders or notebooks (static)"
     )
-    ap.add_argument("paths", nargs="*", default=["."], help="files or folders (default: .)")
+    ap.add_argument("paths", nargs="*", help="files or folders (default: .)")
+    ap.add_argument(
+        "--session",
+        action="store_true",
+        help="check the cells run in this kernel so far (as In[N]), not files",
+    )
     ap.add_argument("--select", help="rule codes or prefixes, e.g. LB001,LB002")
     ap.add_argument("--ignore", help="rule codes or prefixes to leave out")
     run = sub.add_parser("run", help="(cell magic) run this cell on the worker loop")
@@ -808,7 +813,15 @@ class AioMagics(Magics):
         from .audit import ConfigError, check
         from .audit._output import AuditView
 
-        missing = [p for p in args.paths if not os.path.exists(p)]
+        if args.session:
+            if args.paths:
+                raise UsageError(
+                    "%aio audit: give paths or --session, not both "
+                    f"(got --session and {' '.join(args.paths)})"
+                )
+            return self._audit_session(args)
+        paths = args.paths or ["."]
+        missing = [p for p in paths if not os.path.exists(p)]
         if missing:
             raise UsageError(
                 f"%aio audit: no such file or folder: {', '.join(missing)} "
@@ -816,13 +829,70 @@ class AioMagics(Magics):
             )
         try:
             report = check(
-                args.paths,
+                paths,
                 select=args.select.split(",") if args.select else None,
                 ignore=args.ignore.split(",") if args.ignore else None,
             )
         except ConfigError as exc:
             raise UsageError(f"%aio audit: {exc}") from None
         return AuditView(report.findings, report.files)
+
+    def _audit_session(self, args: argparse.Namespace) -> Any:
+        """%aio audit --session: the cells run so far, read from IPython's input
+        history as typed (magics and all), checked as one notebook whose code cell N is
+        In[N], and reported as In[N]:line."""
+        import json
+        import re
+        import tempfile
+        from pathlib import Path
+
+        from .audit import ConfigError, check
+        from .audit._config import find_pyproject, load_config
+        from .audit._output import AuditView
+
+        history = getattr(self.shell, "history_manager", None)
+        raw = list(getattr(history, "input_hist_raw", None) or [""])
+        cells = [
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "outputs": [],
+                "execution_count": n,
+                "source": src,
+            }
+            for n, src in enumerate(raw[1:], start=1)
+        ]
+        nb = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 4}
+        with tempfile.TemporaryDirectory(prefix="loopbridge-audit-") as folder:
+            path = Path(folder) / "__main__.ipynb"  # cells run in __main__
+            path.write_text(json.dumps(nb), encoding="utf-8")
+            try:
+                config = load_config(find_pyproject(Path.cwd()))
+                report = check(
+                    [path],
+                    select=args.select.split(",") if args.select else None,
+                    ignore=args.ignore.split(",") if args.ignore else None,
+                    config=config,
+                )
+            except ConfigError as exc:
+                raise UsageError(f"%aio audit: {exc}") from None
+            shown = {f.path for f in report.findings}
+        where = re.compile(
+            "(?:" + "|".join(re.escape(p) for p in shown or {"\0"}) + r"):cell (\d+):"
+        )
+
+        def rename(text: str) -> str:
+            text = where.sub(lambda m: f"In[{m.group(1)}]:", text)
+            return re.sub(r"\bcell (\d+)\b", r"In[\1]", text)
+
+        for f in report.findings:
+            if f.cell is not None:
+                f.path = f"In[{f.cell}]"
+                f.cell = None
+            f.message = rename(f.message)
+            f.chain = tuple(rename(c) for c in f.chain)
+            f.fix = None  # edits of a temporary file: nothing to apply them to
+        return AuditView(report.findings, len(raw) - 1, unit="cell(s) of this session")
 
     def _health(self, args: argparse.Namespace) -> Any:
         from . import health

@@ -126,9 +126,10 @@ class AuditView(_View):
         view.to_records()[0]["code"]
     """
 
-    def __init__(self, findings: list[Finding], files: int) -> None:
+    def __init__(self, findings: list[Finding], files: int, unit: str = "file(s)") -> None:
         self.findings = findings
         self.files = files
+        self.unit = unit
 
     def _rows(self, width: int = 100) -> list[list[str]]:
         out = []
@@ -139,14 +140,14 @@ class AuditView(_View):
 
     def text(self) -> str:
         if not self.findings:
-            return f"no loop-affinity problems found in {self.files} file(s)"
-        head = f"{len(self.findings)} finding(s) in {self.files} file(s)"
+            return f"no loop-affinity problems found in {self.files} {self.unit}"
+        head = f"{len(self.findings)} finding(s) in {self.files} {self.unit}"
         return head + "\n" + text_table(_HEADERS, self._rows())
 
     def _repr_html_(self) -> str:
         if not self.findings:
             return f"<p>{html.escape(self.text())}</p>"
-        head = f"<p>{len(self.findings)} finding(s) in {self.files} file(s)</p>"
+        head = f"<p>{len(self.findings)} finding(s) in {self.files} {html.escape(self.unit)}</p>"
         return head + html_table(_HEADERS, self._rows(width=400))
 
     def to_records(self) -> list[dict[str, Any]]:
