@@ -328,12 +328,15 @@ def test_a_sync_helper_called_from_two_places_is_a_loop_per_call(tmp_path: Path)
         "event (views.ready (asyncio.Event), passed in by views.view_a(), views.view_b())" in line
     )
 
-    fixed = broken.replace("import asyncio\n", "import asyncio\n        import loopbridge\n")
-    fixed = fixed.replace(
-        "asyncio.run(asyncio.wait_for(event.wait(), 0.01))",
-        "loopbridge.run_sync(asyncio.wait_for(event.wait(), 0.01))",
-    )
-    write(tmp_path, "views.py", fixed)
+    # the fix is a suggestion (the call moves to the worker's thread): --fix alone
+    # leaves it, --unsafe-fixes applies it
+    assert audit("views.py", "--isolated", "--fix", cwd=tmp_path).returncode == 1
+    assert "asyncio.run(asyncio.wait_for" in (tmp_path / "views.py").read_text()
+    fixed = audit("views.py", "--isolated", "--fix", "--unsafe-fixes", cwd=tmp_path)
+    assert fixed.returncode == 0 and "Fixed 1 problem(s)." in fixed.stderr
+    text = (tmp_path / "views.py").read_text()
+    assert "return loopbridge.run_sync(asyncio.wait_for(event.wait(), 0.01))" in text
+    assert "import asyncio\nimport loopbridge\n" in text
     after = subprocess.run(run_both, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert after.returncode == 0, after.stderr
     assert after.stdout.split() == ["waited", "waited"]

@@ -20,7 +20,7 @@ class Rule:
     code: str
     name: str
     summary: str
-    fixable: str  # "safe", "unsafe" (a suggestion) or "" (no fix)
+    fixable: str  # "safe" (--fix applies some), "unsafe" (suggestions only) or "" (none)
 
 
 RULES: dict[str, Rule] = {

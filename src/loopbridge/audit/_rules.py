@@ -622,7 +622,11 @@ class Checker:
         ``loopbridge.run_sync(c, timeout=t)``: the same call, on one persistent loop."""
         e = run.entry
         mod = run.module
-        if e.kind != "submit" or run.node is not e.node:
+        if run.node is not e.node:
+            return None
+        if e.kind == "asyncio.run":
+            return self._direct_run_sync_fix(run)
+        if e.kind != "submit":
             return None
         submit = e.node
         parent = mod.parents.get(id(submit))
@@ -671,6 +675,29 @@ class Checker:
             "run it on one persistent loop: loopbridge.run_sync(coro)",
             tuple(edits),
             safe=True,
+            add_import=(
+                "loopbridge" if name == "loopbridge" and "loopbridge" not in mod.imports else None
+            ),
+        )
+
+    def _direct_run_sync_fix(self, run: _Run) -> Fix | None:
+        """``asyncio.run(coro)`` -> ``loopbridge.run_sync(coro)``, a suggestion: the
+        call then runs on the worker's loop, in another thread, and the tasks it leaves
+        are not cancelled at its end as ``asyncio.run`` cancels them."""
+        call = run.entry.node
+        mod = run.module
+        if len(call.args) != 1 or call.keywords:
+            return None
+        coro = ast.get_source_segment(mod.source.text, call.args[0])
+        if coro is None:
+            return None
+        name = _loopbridge_name(mod)
+        text = f"{name}({coro})" if name == "run_sync" else f"{name}.run_sync({coro})"
+        return Fix(
+            "run it on one persistent loop: loopbridge.run_sync(coro) (it runs in the "
+            "worker's thread, and leaves no new loop per call)",
+            (_edit(call, text),),
+            safe=False,
             add_import=(
                 "loopbridge" if name == "loopbridge" and "loopbridge" not in mod.imports else None
             ),
