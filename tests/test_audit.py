@@ -696,6 +696,28 @@ def test_the_project_itself_is_clean() -> None:
     assert [f"{f.location()} {f.code}" for f in report.findings] == []
 
 
+def test_check_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -> None:
+    """The audit runs with the cyclic collector off (it halves the time) and puts it
+    back: on if it was on, off if it was off, also when it raises."""
+    import gc
+
+    from loopbridge.audit import ConfigError
+
+    write(tmp_path, "m.py", NESTED)
+    assert gc.isenabled()
+    assert [f.code for f in check([tmp_path], isolated=True).findings] == ["LB001"]
+    assert gc.isenabled()
+    with pytest.raises(ConfigError):
+        check([tmp_path], select=["XY1"])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        check([tmp_path], isolated=True)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_api_errors_are_clear(tmp_path: Path) -> None:
     from loopbridge.audit import ConfigError
 

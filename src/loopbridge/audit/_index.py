@@ -288,6 +288,25 @@ class _Binder(ast.NodeVisitor):
     def bind(self) -> None:
         self.visit(self.mod.source.tree)
 
+    _dispatch: dict[type, str | None] = {}
+
+    def visit(self, node: ast.AST) -> None:
+        # NodeVisitor's dispatch, with the method name cached per node type
+        kind = type(node)
+        try:
+            name = self._dispatch[kind]
+        except KeyError:
+            name = f"visit_{kind.__name__}"
+            name = self._dispatch[kind] = name if hasattr(self, name) else None
+        if name is None:
+            self.generic_visit(node)
+        else:
+            getattr(self, name)(node)
+
+    def generic_visit(self, node: ast.AST) -> None:
+        for child in child_nodes(node):
+            self.visit(child)
+
     def _scope_imports(self) -> dict[str, str]:
         return self.stack[-1].imports if self.stack else self.mod.imports
 
@@ -600,6 +619,29 @@ def body_of(node: FuncNode) -> list[ast.AST]:
     return [node.body] if isinstance(node, ast.Lambda) else list(node.body)
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def child_nodes(node: ast.AST) -> list[ast.AST]:
+    """The child nodes of *node*, as ``ast.iter_child_nodes`` gives them, less the
+    ``ctx`` markers (Load/Store/Del): the audit never needs those, and the fields of
+    each node type are looked up once. Several times faster than the generator."""
+    kind = type(node)
+    fields = _FIELDS.get(kind)
+    if fields is None:
+        fields = _FIELDS[kind] = tuple(f for f in kind._fields if f != "ctx")
+    out: list[ast.AST] = []
+    for name in fields:
+        value = getattr(node, name, None)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            out.extend(v for v in value if isinstance(v, ast.AST))
+        elif isinstance(value, ast.AST):
+            out.append(value)
+    return out
+
+
 def root_name(expr: ast.expr) -> str | None:
     """The name an expression starts from: ``conn`` of ``conn.pool().get``."""
     while isinstance(expr, (ast.Attribute, ast.Call, ast.Subscript)):
@@ -674,7 +716,7 @@ def scope_nodes(
                 parents[id(child)] = node
             todo.extend(here)
             continue
-        for child in ast.iter_child_nodes(node):
+        for child in child_nodes(node):
             parents[id(child)] = node
             todo.append(child)
     return out
