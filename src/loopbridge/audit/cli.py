@@ -161,12 +161,13 @@ def _fix(report: AuditReport, args: argparse.Namespace) -> tuple[AuditReport, st
 
 
 def _print(report: AuditReport, args: argparse.Namespace) -> None:
-    from importlib.metadata import PackageNotFoundError, version
-
     if args.format == "json":
         _emit(to_json(report.findings), args)
         return
     if args.format == "sarif":
+        # only here: importing importlib.metadata costs a run up to 0.7 s
+        from importlib.metadata import PackageNotFoundError, version
+
         try:
             v = version("loopbridge")
         except PackageNotFoundError:  # pragma: no cover - running from a checkout
