@@ -86,7 +86,14 @@ class Kernel:
             elif kind == "status" and content["execution_state"] == "idle":
                 res.idle_at = time.monotonic()
                 break
-        reply = self.kc.get_shell_msg(timeout=max(deadline - time.monotonic(), 1))
+        # The reply to *this* request: jupyter_client's wait_for_ready() sends a new
+        # kernel_info_request each second until one is answered, so a kernel slow to
+        # start leaves extra kernel_info_replies on the shell channel. Taking the next
+        # message instead shifted every cell's status by one (a UsageError read "ok").
+        while True:
+            reply = self.kc.get_shell_msg(timeout=max(deadline - time.monotonic(), 1))
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
         res.status = reply["content"]["status"]
         res.execution_count = reply["content"].get("execution_count")
         self.history.append(res)

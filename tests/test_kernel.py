@@ -211,3 +211,20 @@ def test_without_the_extension_the_note_says_how_to_load_it() -> None:
             "    print(loopbridge.explain(exc))"
         )
         assert "`%load_ext loopbridge`, then `%aio reroute on`" in res.stdout
+
+
+def test_each_cell_reads_its_own_reply_with_stale_replies_queued() -> None:
+    """The harness itself: a kernel slow to start leaves extra kernel_info_replies on
+    the shell channel (wait_for_ready() asks again each second). Each cell must still
+    get the status of its own request, or a failing cell reads as "ok" (seen in CI on
+    ipykernel 6, where a UsageError was reported as "ok")."""
+    import time
+
+    with running_kernel() as k:
+        k.kc.kernel_info()  # two replies nobody reads, as a slow start leaves them
+        k.kc.kernel_info()
+        time.sleep(0.5)
+        assert k.ok("x = 1").status == "ok"
+        assert k.execute("raise ValueError('boom')").status == "error"
+        assert k.execute("%aio nosuchcommand").status == "error"
+        assert k.ok("y = 2").status == "ok"
