@@ -138,6 +138,7 @@ def fix_notebook(
     order, non-ASCII text as written); outputs and metadata are left as they are."""
     raw = src.path.read_bytes().decode("utf-8")
     nb = json.loads(raw)
+    keep_layout = _plain_layout(nb, raw)  # asked before the cells change
     code_cells = [c for c in nb.get("cells", []) if isinstance(c, dict)]
     code_cells = [c for c in code_cells if c.get("cell_type") == "code"]
     firsts = {number: first for first, number, _count in src.cells}
@@ -169,20 +170,21 @@ def fix_notebook(
         fixed.extend(done)
     if not changed:
         return None, [], []
-    return _dump_like(nb, raw), changed, fixed
+    if keep_layout is not None:
+        text = json.dumps(nb, indent=keep_layout, ensure_ascii=False)
+        return (text + "\n" if raw.endswith("\n") else text), changed, fixed
+    # not a layout we can keep: as Jupyter writes it
+    return json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n", changed, fixed
 
 
-def _dump_like(nb: object, raw: str) -> str:
-    """*nb* as JSON in the layout of *raw* when that is a plain ``json.dumps`` layout
-    (Jupyter's is: indent 1, non-ASCII as written), else in Jupyter's own."""
+def _plain_layout(nb: object, raw: str) -> int | None:
+    """The indent of *raw* when it is a plain ``json.dumps`` layout of *nb* (Jupyter's
+    is: indent 1, non-ASCII as written); None for any other layout."""
     indent = _indent_of(raw)
-    kept = indent is not None and json.dumps(
-        json.loads(raw), indent=indent, ensure_ascii=False
-    ) == raw.rstrip("\n")
-    if kept:
-        text = json.dumps(nb, indent=indent, ensure_ascii=False)
-        return text + "\n" if raw.endswith("\n") else text
-    return json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+    if indent is None:
+        return None
+    same = json.dumps(nb, indent=indent, ensure_ascii=False) == raw.rstrip("\n")
+    return indent if same else None
 
 
 def unified_diff(path: str, before: str, after: str) -> str:

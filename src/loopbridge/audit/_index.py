@@ -297,7 +297,10 @@ class _Binder(ast.NodeVisitor):
             name = self._dispatch[kind]
         except KeyError:
             name = f"visit_{kind.__name__}"
-            name = self._dispatch[kind] = name if hasattr(self, name) else None
+            # only this class's own visitors: NodeVisitor's visit_Constant is a
+            # compatibility shim that ends in generic_visit after a slower search
+            own = getattr(type(self), name, None) is not getattr(ast.NodeVisitor, name, None)
+            name = self._dispatch[kind] = name if own else None
         if name is None:
             self.generic_visit(node)
         else:

@@ -80,6 +80,7 @@ class Checker:
         self._bound_by_key = {b.key: b for b in self.bound}
         self._reach_cache: dict[str, frozenset[str]] = {}
         self._nested_cache: dict[str, list[str] | None] = {}
+        self._used_cache: dict[int, list[Bound]] = {}  # id(run node) -> kept objects
         self.submitted = self._find_submitted()
         self.callers = self._find_callers()
         self.runs = self._find_runs()
@@ -446,11 +447,16 @@ class Checker:
         return names + self._passed_bound(run)
 
     def _used_by_run(self, run: _Run) -> list[Bound]:
+        # asked by LB002 and again by LB003 for the same runs
+        cached = self._used_cache.get(id(run.node))
+        if cached is not None:
+            return cached
         starts = self.coro_funcs(run.coro, run.module, run.func)
         out = self.uses(self.reach(starts)) if starts else []
         for b in self._named_in_coro(run):
             if b not in out:
                 out.append(b)
+        self._used_cache[id(run.node)] = out
         return out
 
     def _named_in_coro(self, run: _Run) -> list[Bound]:
